@@ -1,0 +1,286 @@
+"""deploy.yml as pydantic models: every value is checked before anything connects anywhere."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_VERSION_PATTERN = r"^v?\d+(\.\d+){1,3}(-[A-Za-z0-9]+(\.[A-Za-z0-9]+)*)?$"
+MAX_VERSION_LENGTH = 64
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_HOST = re.compile(r"^(?:(?P<user>[A-Za-z_][A-Za-z0-9_.-]{0,31})@)?(?P<host>[A-Za-z0-9_.-]{1,253}|\[[0-9a-fA-F:]+\])(?::(?P<port>\d{1,5}))?$")
+_ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ConfigError(ValueError):
+    """Raised with every problem found, each prefixed by its location in deploy.yml."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class InvalidVersion(ValueError):
+    """A version text that must never reach a shell or a path."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Host(Strict):
+    """One target: `user@host[:port]` over SSH, or `local` (same stages on this machine)."""
+
+    name: str
+    address: str
+    user: str | None = None
+    port: int = 22
+    vars: dict[str, str | int] = Field(default_factory=dict)
+
+    @property
+    def is_local(self) -> bool:
+        return self.address == "local"
+
+    @classmethod
+    def parse(cls, spec: str | dict) -> Host:
+        if isinstance(spec, dict):
+            spec = dict(spec)
+            target = spec.pop("host", None) or spec.pop("address", None)
+            if not isinstance(target, str):
+                raise ValueError("a host entry needs `host: user@host[:port]` or `host: local`")
+            base = cls.parse(target)
+            return cls(**{**base.model_dump(), **spec})
+        if not isinstance(spec, str):
+            raise ValueError("a host must be `user@host[:port]`, `local`, or a mapping")
+        if spec == "local":
+            return cls(name="local", address="local")
+        m = _HOST.match(spec)
+        if not m:
+            raise ValueError(f"{spec!r} is not `user@host[:port]`")
+        port = int(m["port"] or 22)
+        if not 0 < port < 65536:
+            raise ValueError(f"port {port} out of range")
+        return cls(name=m["host"], address=m["host"], user=m["user"], port=port)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(f"host name {v!r} must be letters, digits, `_.-`")
+        return v
+
+    def template_vars(self) -> dict[str, str]:
+        return {"host": self.address, "name": self.name, **{k: str(v) for k, v in self.vars.items()}}
+
+
+class SSHOptions(Strict):
+    key_file: Path | None = None
+    known_hosts: Path | None = None
+    connect_timeout: float = Field(default=5.0, gt=0, le=120)
+    command_timeout: float = Field(default=600.0, gt=0)
+    accept_unknown_hosts: bool = False  # explicit opt-in; host keys are verified by default
+    parallel: int = Field(default=20, ge=1, le=200)
+
+
+class Strategy(Strict):
+    kind: Literal["in-place", "rolling"] = "in-place"
+    batch_size: int = Field(default=1, ge=1)
+
+
+class ApprovalPolicy(Strict):
+    approvers: list[str] = Field(default_factory=list)  # Slack user IDs or usergroup IDs (S...)
+    approvals_required: int = Field(default=1, ge=1, le=10)
+    allow_self_approval: bool = False
+    expires_after_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    required_for_rollback: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.approvers)
+
+
+class Backup(Strict):
+    release_archive: bool = True
+    commands: list[str] = Field(default_factory=list)  # run with $BACKUP_DIR set, e.g. pg_dump > $BACKUP_DIR/db.sql
+    restore_commands: list[str] = Field(default_factory=list)  # run with $BACKUP_DIR set, by rollback --restore-db
+    keep_days: int = Field(default=14, ge=0)
+    keep_count: int = Field(default=5, ge=1)
+
+
+class HealthCheck(Strict):
+    url: str  # template: {host}, {name} and host vars, e.g. http://{host}:8000/health
+    timeout: float = Field(default=30.0, gt=0)
+    interval: float = Field(default=0.2, gt=0)
+    expect_version: bool = True
+    version_field: str = "version"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("health.url must start with http:// or https://")
+        return v
+
+
+class Environment(Strict):
+    name: str = ""
+    hosts: list[Annotated[Host, BeforeValidator(lambda h: Host.parse(h) if isinstance(h, str | dict) else h)]] = \
+        Field(min_length=1)
+    ssh: SSHOptions = SSHOptions()
+    path: str  # base path on each host; may use {name} and host vars
+    strategy: Strategy = Strategy()
+    deployers: list[str] = Field(default_factory=lambda: ["*"])  # Slack user IDs, or "*"
+    approval: ApprovalPolicy = ApprovalPolicy()
+    required_env: list[str] = Field(default_factory=list)
+    backup: Backup = Backup()
+    migrate: str | None = None
+    migrate_on: Literal["first", "all"] = "first"
+    restart: str
+    health: HealthCheck
+    verify_seconds: float = Field(default=0.0, ge=0, le=3600)
+    keep_releases: int = Field(default=5, ge=2, le=100)
+    min_free_mb: int = Field(default=100, ge=0)
+    production: bool = False
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError("path must be absolute (start with /)")
+        if ".." in v.split("/") or "//" in v or v.rstrip("/") in ("", "/"):
+            raise ValueError("path must not contain `..`, `//` or be `/`")
+        if not re.match(r"^[A-Za-z0-9_./{}-]+$", v):
+            raise ValueError("path may only hold letters, digits and `_./-{}`")
+        return v.rstrip("/")
+
+    @field_validator("required_env")
+    @classmethod
+    def _env_names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not _ENV_VAR.match(name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_hosts(self) -> Environment:
+        names = [h.name for h in self.hosts]
+        if len(set(names)) != len(names):
+            raise ValueError("host names must be unique within an environment")
+        return self
+
+    def host_path(self, host: Host) -> str:
+        try:
+            return self.path.format(**host.template_vars())
+        except (KeyError, IndexError) as exc:
+            raise ConfigError([f"environments.{self.name}.path: unknown placeholder {exc}"]) from None
+
+    def health_url(self, host: Host) -> str:
+        return self.health.url.format(**host.template_vars())
+
+    def may_deploy(self, user: str) -> bool:
+        return "*" in self.deployers or user in self.deployers
+
+
+class App(Strict):
+    name: str
+    artifact: str  # local path or http(s) URL template with {version}
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("app name must be letters, digits, `_.-`")
+        return v
+
+    @field_validator("artifact")
+    @classmethod
+    def _artifact(cls, v: str) -> str:
+        if "{version}" not in v:
+            raise ValueError("artifact must contain {version}")
+        return v
+
+
+class Config(Strict):
+    app: App
+    version_pattern: str = DEFAULT_VERSION_PATTERN
+    environments: dict[str, Environment] = Field(min_length=1)
+    secrets: list[str] = Field(default_factory=list)  # names of env vars whose values are redacted everywhere
+
+    @field_validator("version_pattern")
+    @classmethod
+    def _pattern(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _name_environments(self) -> Config:
+        for name, env in self.environments.items():
+            if not _NAME.match(name):
+                raise ValueError(f"environment name {name!r} must be letters, digits, `_.-`")
+            object.__setattr__(env, "name", name)
+        return self
+
+    def environment(self, name: str) -> Environment:
+        if name not in self.environments:
+            known = ", ".join(sorted(self.environments))
+            raise KeyError(f"unknown environment {name!r} (known: {known})")
+        return self.environments[name]
+
+    def check_version(self, version: str) -> str:
+        """Refuse anything that is not a plain version, before any connection is made."""
+        if not isinstance(version, str) or not version:
+            raise InvalidVersion("a version is required")
+        if len(version) > MAX_VERSION_LENGTH:
+            raise InvalidVersion(f"version is longer than {MAX_VERSION_LENGTH} characters")
+        if not version.isascii() or ".." in version or "/" in version:
+            raise InvalidVersion(f"{_show(version)} is not a valid version")
+        if not re.fullmatch(self.version_pattern, version):
+            raise InvalidVersion(f"{_show(version)} does not match the version pattern {self.version_pattern}")
+        return version
+
+    def artifact_for(self, version: str) -> str:
+        return self.app.artifact.format(version=self.check_version(version))
+
+
+def _show(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:40] + "…")
+
+
+def _location(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith(("function-", "model-")):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def parse_config(data: object, source: str = "deploy.yml") -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}: expected a mapping at the top level"])
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([f"{_location(e['loc'])}: {e['msg']}" for e in exc.errors()]) from None
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    path = Path(path or os.environ.get("DEPLOYBOT_CONFIG", "deploy.yml"))
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file (set DEPLOYBOT_CONFIG or pass --config)"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
+    return parse_config(data, str(path))

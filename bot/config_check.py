@@ -1,0 +1,50 @@
+"""Checks that need more than one field at a time, or the local disk: the second half of check-config."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+from bot.config import Config
+
+
+def _placeholders(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def problems(cfg: Config) -> list[str]:
+    found: list[str] = []
+    artifact = cfg.app.artifact
+    if not artifact.startswith(("http://", "https://")):
+        folder = Path(artifact.split("{version}")[0]).parent if "/" in artifact else Path(".")
+        if not folder.is_dir():
+            found.append(f"app.artifact: folder {folder} does not exist")
+    for name, env in cfg.environments.items():
+        at = f"environments.{name}"
+        for i, host in enumerate(env.hosts):
+            known = set(host.template_vars())
+            for field, template in (("path", env.path), ("health.url", env.health.url)):
+                missing = _placeholders(template) - known
+                if missing:
+                    found.append(f"{at}.{field}: {{{', '.join(sorted(missing))}}} is not defined for hosts[{i}] "
+                                 f"({host.name})")
+        remote = [h for h in env.hosts if not h.is_local]
+        if remote and env.ssh.key_file and not Path(env.ssh.key_file).is_file():
+            found.append(f"{at}.ssh.key_file: {env.ssh.key_file} does not exist")
+        if remote and not env.ssh.accept_unknown_hosts:
+            known_hosts = env.ssh.known_hosts or Path.home() / ".ssh" / "known_hosts"
+            if not Path(known_hosts).is_file():
+                found.append(f"{at}.ssh.known_hosts: {known_hosts} does not exist (host keys are verified; "
+                             "set ssh.accept_unknown_hosts: true to opt out)")
+        if env.strategy.kind == "rolling" and env.strategy.batch_size >= len(env.hosts) > 1:
+            found.append(f"{at}.strategy.batch_size: {env.strategy.batch_size} covers every host; use in-place "
+                         "or a smaller batch")
+        users = [a for a in env.approval.approvers if not a.startswith("S")]
+        groups = [a for a in env.approval.approvers if a.startswith("S")]
+        if env.approval.enabled and not groups and env.approval.approvals_required > len(users):
+            found.append(f"{at}.approval.approvals_required: {env.approval.approvals_required} approvals needed "
+                         f"but only {len(users)} approvers listed")
+        paths = {env.host_path(h) for h in env.hosts if not _placeholders(env.path) - set(h.template_vars())}
+        if len(env.hosts) > 1 and all(h.is_local for h in env.hosts) and len(paths) < len(env.hosts):
+            found.append(f"{at}.path: local hosts share one path; put {{name}} in it")
+    return found

@@ -1,0 +1,165 @@
+"""The shell each stage runs on a host. Every value is quoted; versions were validated before we got here.
+
+Layout as Capistrano: {path}/releases/<v>, {path}/current -> releases/<v>, {path}/shared, {path}/backups.
+"""
+
+from __future__ import annotations
+
+from shlex import quote as q
+
+from bot.config import Backup, Environment
+
+CURRENT_MARK = "current="
+
+
+def _env_prelude(path: str, release: str, version: str) -> str:
+    """cd into the release with the deploy variables and shared/.env exported, as the app itself will run."""
+    shared = f"{path}/shared"
+    return (
+        f"cd {q(release)} && export APP_PATH={q(path)} APP_SHARED={q(shared)} "
+        f"RELEASE_PATH={q(release)} DEPLOY_VERSION={q(version)} && "
+        f"if [ -f {q(shared + '/.env')} ]; then set -a; . {q(shared + '/.env')}; set +a; fi && "
+    )
+
+
+def preflight(env: Environment, path: str, *, expect_current: bool, need_release: str | None = None) -> str:
+    """Read-only checks: disk, required env var names (never values), the current release, a release to return to."""
+    env_file = f"{path}/shared/.env"
+    lines = [
+        f"P={q(path)}",
+        'd="$P"; while [ ! -d "$d" ]; do d=$(dirname "$d"); done',
+        """free=$(df -Pk "$d" | awk 'NR==2{print $4}')""",
+        f'if [ "$free" -lt {env.min_free_mb * 1024} ]; then '
+        f'echo "only $((free / 1024)) MB free at $d, need {env.min_free_mb} MB" >&2; exit 3; fi',
+    ]
+    if env.required_env:
+        names = " ".join(q(n) for n in env.required_env)
+        lines += [
+            'missing=""',
+            f"for v in {names}; do grep -Eq \"^(export +)?$v=\" {q(env_file)} 2>/dev/null"
+            ' || missing="$missing $v"; done',
+            f'if [ -n "$missing" ]; then echo "missing in {env_file}:$missing" >&2; exit 4; fi',
+        ]
+    lines.append('cur=$(readlink "$P/current" 2>/dev/null || true)')
+    if expect_current:
+        lines.append(
+            'if [ -z "$cur" ]; then echo "no current release at $P/current: is the environment path right?" >&2; '
+            "exit 6; fi"
+        )
+    if need_release:
+        rel = f"{path}/releases/{need_release}"
+        lines.append(f'if [ ! -d {q(rel)} ]; then echo "release {need_release} is not on this host" >&2; exit 7; fi')
+    lines.append(f'echo "{CURRENT_MARK}${{cur##*/}}"')
+    return "\n".join(lines)
+
+
+def parse_current(stdout: str) -> str | None:
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(CURRENT_MARK):
+            return line[len(CURRENT_MARK):].strip() or None
+    return None
+
+
+def backup(path: str, stamp: str, current: str | None, cfg: Backup) -> str:
+    """Archive the current release and run the DB dump commands into one folder, then checksum and verify it."""
+    folder = f"{path}/backups/{stamp}-{current or 'none'}"
+    lines = [
+        "set -e",
+        f"B={q(folder)}",
+        'mkdir -p "$B"',
+        "trap 'rc=$?; if [ $rc -ne 0 ]; then rm -rf \"$B\"; fi' EXIT",
+    ]
+    if current and cfg.release_archive:
+        lines.append(f'tar -czf "$B/release.tar.gz" -C {q(path + "/releases")} {q(current)}')
+    for cmd in cfg.commands:
+        lines.append(f"( export BACKUP_DIR=\"$B\"; {_env_prelude(path, path, current or '')}{cmd} )")
+    lines += [
+        'cd "$B"',
+        "find . -type f ! -name SHA256SUMS -exec sha256sum {} + > SHA256SUMS",
+        "sha256sum -c --quiet SHA256SUMS",
+        'echo "backup=$B"',
+        "cat SHA256SUMS",
+    ]
+    return "\n".join(lines)
+
+
+def incoming_dir(path: str) -> str:
+    return f"{path}/.incoming"
+
+
+def prepare_upload(path: str) -> str:
+    return f"mkdir -p {q(incoming_dir(path))} {q(path + '/releases')} {q(path + '/shared')}"
+
+
+def unpack(path: str, remote_file: str, sha256: str, version: str) -> str:
+    """Verify the checksum on the host, then unpack beside the final folder and move it in: never half a release."""
+    rel = f"{path}/releases/{version}"
+    return "\n".join([
+        "set -e",
+        f"f={q(remote_file)}",
+        "got=$(sha256sum \"$f\" | cut -d' ' -f1)",
+        f'if [ "$got" != {q(sha256)} ]; then rm -f "$f"; '
+        f'echo "checksum mismatch: expected {sha256}, got $got (partial or corrupted upload)" >&2; exit 5; fi',
+        f'if [ "$(readlink {q(path + "/current")})" = {q("releases/" + version)} ]; then rm -f "$f"; '
+        f'echo "{version} is the current release; kept as is"; exit 0; fi',
+        f"rm -rf {q(rel + '.tmp')} && mkdir -p {q(rel + '.tmp')}",
+        f'tar -xzf "$f" -C {q(rel + ".tmp")}',
+        f"ln -sfn {q(path + '/shared/.env')} {q(rel + '.tmp/.env')}",
+        f"rm -rf {q(rel)} && mv {q(rel + '.tmp')} {q(rel)}",
+        'rm -f "$f"',
+        f'echo "unpacked {version} sha256={sha256}"',
+    ])
+
+
+def in_release(path: str, version: str, command: str) -> str:
+    """Run a configured command (migrate, restart) inside a release with the app's environment."""
+    return _env_prelude(path, f"{path}/releases/{version}", version) + command
+
+
+def switch(path: str, version: str) -> str:
+    """Atomic flip: a new symlink renamed over `current`, so there is never a moment without one."""
+    return (
+        f"cd {q(path)} && test -d {q('releases/' + version)} && "
+        f"ln -sfn {q('releases/' + version)} current.tmp && mv -Tf current.tmp current && readlink current"
+    )
+
+
+def restore_db(path: str, backup_glob_version: str, commands: list[str]) -> str:
+    """Run restore commands against the newest backup taken while `version` was current."""
+    lines = [
+        "set -e",
+        f"B=$(ls -1d {q(path + '/backups')}/*-{q(backup_glob_version)} 2>/dev/null | sort | tail -n 1)",
+        f'if [ -z "$B" ]; then echo "no backup of {backup_glob_version} found" >&2; exit 8; fi',
+        '(cd "$B" && sha256sum -c --quiet SHA256SUMS)',
+    ]
+    for cmd in commands:
+        lines.append(f"( export BACKUP_DIR=\"$B\"; {_env_prelude(path, path, backup_glob_version)}{cmd} )")
+    lines.append('echo "restored from $B"')
+    return "\n".join(lines)
+
+
+def cleanup(path: str, keep_releases: int, protect: list[str], backup: Backup) -> str:
+    """Keep the newest N releases and backups; never the current, the previous good one, or the newest backup."""
+    keep = " ".join(q(p) for p in protect if p) or "''"
+    return "\n".join([
+        f"cd {q(path + '/releases')} || exit 0",
+        "cur=$(readlink ../current 2>/dev/null); cur=${cur##*/}",
+        "n=0",
+        "for r in $(ls -1t); do",
+        '  case "$r" in *.tmp) continue;; esac',
+        "  n=$((n + 1))",
+        f'  for k in "$cur" {keep}; do [ "$r" = "$k" ] && continue 2; done',
+        f'  if [ $n -gt {keep_releases} ]; then rm -rf -- "$r"; echo "removed release $r"; fi',
+        "done",
+        f"cd {q(path + '/backups')} 2>/dev/null || exit 0",
+        "n=0",
+        "for b in $(ls -1t); do",
+        "  n=$((n + 1)); [ $n -eq 1 ] && continue",
+        f'  old=$(find "$b" -maxdepth 0 -mtime +{backup.keep_days} 2>/dev/null)',
+        f'  if [ $n -gt {backup.keep_count} ] || [ -n "$old" ]; then rm -rf -- "$b"; echo "removed backup $b"; fi',
+        "done",
+    ])
+
+
+def read_current(path: str) -> str:
+    return f'cur=$(readlink {q(path + "/current")} 2>/dev/null || true); echo "{CURRENT_MARK}${{cur##*/}}"'

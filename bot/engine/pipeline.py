@@ -1,0 +1,266 @@
+"""Run a plan: prepare every host, publish batch by batch, verify, clean up; revert what switched on failure.
+
+in-place is rolling with one batch holding every host, so there is one algorithm, not two.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from bot.config import Host
+from bot.domain import Kind, Stage, State
+from bot.engine import commands, health
+from bot.engine.events import (
+    DeploymentFinished,
+    DeploymentStarted,
+    EventBus,
+    RollbackStarted,
+    StageFinished,
+    StageStarted,
+)
+from bot.engine.plan import Plan
+from bot.redact import redact
+from bot.targets.base import Result, TargetError
+from bot.targets.pool import TargetPool, on_hosts
+
+
+@dataclass
+class HostState:
+    host: Host
+    path: str
+    previous: str | None = None  # what `current` pointed at before we started
+    switched: bool = False
+
+
+@dataclass
+class Outcome:
+    state: State
+    failed_stage: str | None = None
+    failed_host: str | None = None
+    error: str = ""
+    previous_version: str | None = None
+    seconds: float = 0.0
+    reverted_hosts: list[str] = field(default_factory=list)
+
+
+class StageFailed(Exception):
+    def __init__(self, stage: Stage, host: str | None, error: str):
+        super().__init__(error)
+        self.stage, self.host, self.error = stage, host, error
+
+
+class Cancelled(Exception):
+    pass
+
+
+class Pipeline:
+    def __init__(self, plan: Plan, pool: TargetPool, events: EventBus,
+                 cancel_requested: Callable[[], bool] = lambda: False,
+                 on_rollback: Callable[[], None] = lambda: None):
+        self.plan = plan
+        self.env = plan.env
+        self.pool = pool
+        self.events = events
+        self.cancel_requested = cancel_requested
+        self.on_rollback = on_rollback
+        self.hosts = {h.name: HostState(h, plan.env.host_path(h)) for h in plan.hosts}
+        self.stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + f"-d{plan.deployment_id}"
+
+    # ---- running -------------------------------------------------------------------------------
+    def run(self) -> Outcome:
+        started = time.monotonic()
+        plan = self.plan
+        self._emit(DeploymentStarted(plan.deployment_id, environment=self.env.name, version=plan.version,
+                                     kind=plan.kind.value, hosts=tuple(h.name for h in plan.hosts),
+                                     stages=tuple(s.value for s in plan.stages)))
+        try:
+            if plan.kind is Kind.ROLLBACK:
+                self._rollback_steps()
+            else:
+                self._deploy_steps()
+            outcome = Outcome(State.SUCCEEDED)
+        except (StageFailed, Cancelled) as exc:
+            outcome = self._recover(exc)
+        outcome.previous_version = self._previous_version()
+        outcome.seconds = time.monotonic() - started
+        self._emit(DeploymentFinished(plan.deployment_id, state=outcome.state.value, seconds=outcome.seconds,
+                                      failed_stage=outcome.failed_stage, failed_host=outcome.failed_host,
+                                      error=outcome.error))
+        return outcome
+
+    def _deploy_steps(self) -> None:
+        plan, all_hosts = self.plan, list(self.plan.hosts)
+        self._stage(Stage.PREFLIGHT, all_hosts, self._preflight)
+        self._stage(Stage.BACKUP, all_hosts, self._backup)
+        self._stage(Stage.UPLOAD, all_hosts, self._upload)
+        if self.env.migrate:
+            migrate_on = all_hosts if self.env.migrate_on == "all" else all_hosts[:1]
+            self._stage(Stage.MIGRATE, migrate_on, self._run_in_release(self.env.migrate))
+        for batch in plan.batches():
+            self._checkpoint()
+            self._stage(Stage.SWITCH, batch, self._switch(plan.version))
+            self._stage(Stage.RESTART, batch, self._run_in_release(self.env.restart))
+            self._stage(Stage.HEALTH, batch, self._health(plan.version))
+        if self.env.verify_seconds:
+            self._checkpoint()
+            self._stage(Stage.VERIFY, all_hosts, self._verify)
+        self._stage(Stage.CLEANUP, all_hosts, self._cleanup, must_pass=False)
+
+    def _rollback_steps(self) -> None:
+        plan, all_hosts = self.plan, list(self.plan.hosts)
+        self._stage(Stage.PREFLIGHT, all_hosts, self._preflight)
+        if plan.restore_db_from:
+            self._stage(Stage.RESTORE_DB, all_hosts[:1], self._restore_db)
+        self._stage(Stage.SWITCH, all_hosts, self._switch(plan.version))
+        self._stage(Stage.RESTART, all_hosts, self._run_in_release(self.env.restart))
+        self._stage(Stage.HEALTH, all_hosts, self._health(plan.version))
+
+    def _checkpoint(self) -> None:
+        if self.cancel_requested():
+            raise Cancelled("aborted by request")
+
+    def _recover(self, exc: StageFailed | Cancelled) -> Outcome:
+        stage = exc.stage.value if isinstance(exc, StageFailed) else None
+        host = exc.host if isinstance(exc, StageFailed) else None
+        error = exc.error if isinstance(exc, StageFailed) else str(exc)
+        switched = [s for s in self.hosts.values() if s.switched]
+        if self.plan.kind is Kind.ROLLBACK or not switched:
+            state = State.CANCELLED if isinstance(exc, Cancelled) else State.FAILED
+            return Outcome(state, stage, host, error)
+        self.on_rollback()
+        reverted = self._revert(switched, reason=error)
+        state = State.ROLLED_BACK if reverted else State.ROLLBACK_FAILED
+        return Outcome(state, stage, host, error, reverted_hosts=[s.host.name for s in switched])
+
+    def _revert(self, switched: list[HostState], reason: str) -> bool:
+        """Flip the hosts that switched back to what they ran before, restart, and check health."""
+        previous = {s.previous for s in switched}
+        to_version = previous.pop() if len(previous) == 1 else None
+        self._emit(RollbackStarted(self.plan.deployment_id, reason=reason,
+                                   hosts=tuple(s.host.name for s in switched), to_version=to_version))
+
+        def revert_one(host: Host) -> Result:
+            state = self.hosts[host.name]
+            if not state.previous:
+                return Result(host.name, None, error="no previous release on this host to return to")
+            for step in (self._switch(state.previous), self._run_in_release(self.env.restart, state.previous),
+                         self._health(state.previous)):
+                res = step(host)
+                if not res.ok:
+                    return res
+            state.switched = False
+            return Result(host.name, 0, f"back on {state.previous}")
+
+        try:
+            self._stage(Stage.REVERT, [s.host for s in switched], revert_one)
+            return True
+        except StageFailed:
+            return False
+
+    # ---- stage plumbing ---------------------------------------------------------------------------
+    def _stage(self, stage: Stage, hosts: list[Host], work: Callable[[Host], Result], must_pass: bool = True) -> None:
+        dep = self.plan.deployment_id
+        self._emit(StageStarted(dep, stage=stage.value))
+        t0 = time.monotonic()
+
+        def one(host: Host) -> Result:
+            self._emit(StageStarted(dep, stage=stage.value, host=host.name))
+            h0 = time.monotonic()
+            try:
+                res = work(host)
+            except TargetError as exc:
+                res = Result(host.name, None, error=str(exc))
+            except Exception as exc:  # noqa: BLE001 - a bug in a stage must still be recorded and reverted
+                res = Result(host.name, None, error=f"internal error: {type(exc).__name__}: {exc}")
+            self._emit(StageFinished(dep, stage=stage.value, host=host.name, ok=res.ok,
+                                     seconds=time.monotonic() - h0, exit_code=res.exit_code,
+                                     excerpt=redact.excerpt(res.stdout + ("\n" + res.stderr if res.stderr else "")),
+                                     error="" if res.ok else redact(res.describe())))
+            return res
+
+        results = on_hosts(hosts, one, self.env.ssh.parallel)
+        failed = [r for r in results if not r.ok]
+        error = "; ".join(f"{r.host}: {redact(r.describe())}" for r in failed)
+        self._emit(StageFinished(dep, stage=stage.value, host=None, ok=not failed, seconds=time.monotonic() - t0,
+                                 error=error))
+        if failed and must_pass:
+            raise StageFailed(stage, failed[0].host, error)
+
+    def _emit(self, event) -> None:
+        self.events.emit(event)
+
+    def _target(self, host: Host):
+        return self.pool.get(self.env, host)
+
+    def _previous_version(self) -> str | None:
+        previous = {s.previous for s in self.hosts.values() if s.previous}
+        return previous.pop() if len(previous) == 1 else None
+
+    # ---- the stages, one host at a time --------------------------------------------------------
+    def _preflight(self, host: Host) -> Result:
+        state = self.hosts[host.name]
+        need = self.plan.version if self.plan.kind is Kind.ROLLBACK else None
+        res = self._target(host).run(commands.preflight(self.env, state.path, expect_current=self.plan.expect_current,
+                                                        need_release=need),
+                                     timeout=self.env.ssh.connect_timeout + 30)
+        if res.ok:
+            state.previous = commands.parse_current(res.stdout)
+        return res
+
+    def _backup(self, host: Host) -> Result:
+        state = self.hosts[host.name]
+        return self._target(host).run(commands.backup(state.path, self.stamp, state.previous, self.env.backup))
+
+    def _upload(self, host: Host) -> Result:
+        artifact = self.plan.artifact
+        assert artifact is not None
+        state, target = self.hosts[host.name], self._target(host)
+        res = target.run(commands.prepare_upload(state.path))
+        if not res.ok:
+            return res
+        remote = f"{commands.incoming_dir(state.path)}/{artifact.path.name}.d{self.plan.deployment_id}"
+        target.put(artifact.path, remote)
+        return target.run(commands.unpack(state.path, remote, artifact.sha256, self.plan.version))
+
+    def _run_in_release(self, command: str, version: str | None = None) -> Callable[[Host], Result]:
+        def run(host: Host) -> Result:
+            path = self.hosts[host.name].path
+            return self._target(host).run(commands.in_release(path, version or self.plan.version, command))
+        return run
+
+    def _switch(self, version: str) -> Callable[[Host], Result]:
+        def run(host: Host) -> Result:
+            state = self.hosts[host.name]
+            res = self._target(host).run(commands.switch(state.path, version))
+            if res.ok and self.plan.kind is Kind.DEPLOY and version == self.plan.version:
+                state.switched = True
+            return res
+        return run
+
+    def _health(self, version: str) -> Callable[[Host], Result]:
+        def run(host: Host) -> Result:
+            probe = health.wait_healthy(self.env.health_url(host), self.env.health, version)
+            return Result(host.name, 0 if probe.ok else 1, probe.detail if probe.ok else "",
+                          "" if probe.ok else probe.detail)
+        return run
+
+    def _verify(self, host: Host) -> Result:
+        probe = health.watch(self.env.health_url(host), self.env.health, self.plan.version, self.env.verify_seconds,
+                             stop=self.cancel_requested)
+        if probe.ok and self.cancel_requested():
+            return Result(host.name, None, error="aborted by request during the verification window")
+        return Result(host.name, 0 if probe.ok else 1, probe.detail if probe.ok else "", "" if probe.ok else probe.detail)
+
+    def _cleanup(self, host: Host) -> Result:
+        state = self.hosts[host.name]
+        protect = [self.plan.version, state.previous or ""]
+        return self._target(host).run(commands.cleanup(state.path, self.env.keep_releases, protect, self.env.backup))
+
+    def _restore_db(self, host: Host) -> Result:
+        state = self.hosts[host.name]
+        assert self.plan.restore_db_from
+        return self._target(host).run(commands.restore_db(state.path, self.plan.restore_db_from,
+                                                          self.env.backup.restore_commands))

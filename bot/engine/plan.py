@@ -1,0 +1,137 @@
+"""A plan: everything a deployment will do, decided before anything runs (and printed by --dry-run)."""
+
+from __future__ import annotations
+
+import hashlib
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.config import Config, Environment, Host
+from bot.domain import Kind, Stage
+from bot.engine import commands
+
+
+class ArtifactMissing(FileNotFoundError):
+    pass
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    sha256: str  # the published checksum (sidecar .sha256) when there is one, else computed here
+    size: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    deployment_id: int
+    app: str
+    env: Environment
+    version: str
+    kind: Kind
+    artifact: Artifact | None = None
+    restore_db_from: str | None = None  # rollback: restore the DB backup taken while this version ran
+    expect_current: bool = False  # a good deploy happened before: a host without `current` means a wrong path
+    hosts: tuple[Host, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.hosts:
+            object.__setattr__(self, "hosts", tuple(self.env.hosts))
+
+    @property
+    def stages(self) -> list[Stage]:
+        if self.kind is Kind.ROLLBACK:
+            middle = [Stage.RESTORE_DB] if self.restore_db_from else []
+            return [Stage.PREFLIGHT, *middle, Stage.SWITCH, Stage.RESTART, Stage.HEALTH]
+        stages = [Stage.PREFLIGHT, Stage.BACKUP, Stage.UPLOAD]
+        if self.env.migrate:
+            stages.append(Stage.MIGRATE)
+        stages += [Stage.SWITCH, Stage.RESTART, Stage.HEALTH]
+        if self.env.verify_seconds:
+            stages.append(Stage.VERIFY)
+        return [*stages, Stage.CLEANUP]
+
+    def batches(self) -> list[list[Host]]:
+        hosts = list(self.hosts)
+        if self.env.strategy.kind == "rolling" and self.kind is Kind.DEPLOY:
+            size = self.env.strategy.batch_size
+            return [hosts[i:i + size] for i in range(0, len(hosts), size)]
+        return [hosts]
+
+    def describe(self) -> list[str]:
+        """Human-readable plan: hosts, stages and the exact commands, for --dry-run."""
+        env, v = self.env, self.version
+        lines = [f"{self.kind.value} {self.app} {v} to {env.name} ({env.strategy.kind}"
+                 + (f", batches of {env.strategy.batch_size}" if env.strategy.kind == "rolling" else "") + ")"]
+        if self.artifact:
+            lines.append(f"artifact: {self.artifact.path} ({self.artifact.size} bytes, sha256 {self.artifact.sha256})")
+        for i, batch in enumerate(self.batches(), 1):
+            lines.append(f"batch {i}: " + ", ".join(f"{h.name} ({h.address})" for h in batch))
+        host = self.hosts[0]
+        path = env.host_path(host)
+        lines.append(f"stages: {' -> '.join(s.value for s in self.stages)}")
+        lines.append(f"commands on {host.name} (path {path}):")
+        for stage in self.stages:
+            for cmd in stage_commands(self, stage, path):
+                lines.append(f"  [{stage.value}] {cmd}")
+        return lines
+
+
+def stage_commands(plan: Plan, stage: Stage, path: str) -> list[str]:
+    env, v = plan.env, plan.version
+    if stage is Stage.MIGRATE and env.migrate:
+        return [commands.in_release(path, v, env.migrate)]
+    if stage is Stage.SWITCH:
+        return [commands.switch(path, v)]
+    if stage is Stage.RESTART:
+        return [commands.in_release(path, v, env.restart)]
+    if stage is Stage.UPLOAD and plan.artifact:
+        return [f"sftp put {plan.artifact.path} -> {commands.incoming_dir(path)}/", "verify sha256, unpack into "
+                f"{path}/releases/{v}"]
+    if stage in (Stage.HEALTH, Stage.VERIFY):
+        return [f"GET {env.health.url} until version == {v}"]
+    if stage is Stage.BACKUP:
+        return ["archive current release", *env.backup.commands, "sha256sum -c"]
+    if stage is Stage.CLEANUP:
+        return [f"keep {env.keep_releases} releases, {env.backup.keep_count} backups / {env.backup.keep_days} days"]
+    if stage is Stage.RESTORE_DB:
+        return env.backup.restore_commands
+    if stage is Stage.PREFLIGHT:
+        return ["reachable, disk >= %d MB, env vars %s in shared/.env" % (env.min_free_mb, env.required_env)]
+    return []
+
+
+def resolve_artifact(config: Config, version: str) -> Artifact:
+    """Find the artifact for a version (local path or URL), with its published checksum when present."""
+    location = config.artifact_for(version)
+    if location.startswith(("http://", "https://")):
+        return _download(location)
+    path = Path(location)
+    if not path.is_file():
+        raise ArtifactMissing(f"artifact for {version} not found: {path}")
+    sidecar = path.with_name(path.name + ".sha256")
+    if sidecar.is_file():
+        sha = sidecar.read_text().split()[0].strip().lower()
+    else:
+        sha = _sha256(path)
+    return Artifact(path, sha, path.stat().st_size)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _download(url: str) -> Artifact:
+    import tempfile
+
+    dest = Path(tempfile.mkdtemp(prefix="deploybot-artifact-")) / url.rsplit("/", 1)[-1]
+    try:
+        urllib.request.urlretrieve(url, dest)  # noqa: S310 - scheme checked above
+    except OSError as exc:
+        raise ArtifactMissing(f"artifact not downloadable: {url}: {exc}") from None
+    return Artifact(dest, _sha256(dest), dest.stat().st_size)

@@ -1,0 +1,1 @@
+"""Where commands run: a host over SSH (Fabric) or this machine (local)."""

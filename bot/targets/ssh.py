@@ -1,0 +1,106 @@
+"""A host over SSH with one Fabric Connection, verified host keys and real timeouts."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import paramiko
+from fabric import Config as FabricConfig
+from fabric import Connection
+from invoke.exceptions import CommandTimedOut
+
+from bot.config import Host, SSHOptions
+from bot.targets.base import Result, TargetError
+
+
+class SSHTarget:
+    """Fabric auto-adds unknown host keys; we reject them unless the config opts in."""
+
+    def __init__(self, host: Host, options: SSHOptions):
+        self.host = host
+        self.name = host.name
+        self.options = options
+        self._conn: Connection | None = None
+        self._lock = threading.Lock()
+
+    def _connection(self) -> Connection:
+        with self._lock:
+            if self._conn is not None and self._conn.is_connected:
+                return self._conn
+            connect_kwargs: dict = {"banner_timeout": self.options.connect_timeout,
+                                    "auth_timeout": self.options.connect_timeout,
+                                    "allow_agent": False, "look_for_keys": self.options.key_file is None}
+            if self.options.key_file:
+                connect_kwargs["key_filename"] = str(self.options.key_file)
+            config = FabricConfig(overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})
+            conn = Connection(self.host.address, user=self.host.user or "root", port=self.host.port,
+                              connect_timeout=self.options.connect_timeout,
+                              connect_kwargs=connect_kwargs, config=config)
+            if self.options.accept_unknown_hosts:
+                conn.client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+            else:
+                conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            known = self.options.known_hosts or Path.home() / ".ssh" / "known_hosts"
+            if Path(known).exists():
+                conn.client.load_host_keys(str(known))
+            try:
+                conn.open()
+                transport = conn.client.get_transport()
+                if transport is not None:
+                    transport.set_keepalive(15)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                conn.close()
+                raise TargetError(_explain(self.host, exc, self.options.connect_timeout)) from None
+            self._conn = conn
+            return conn
+
+    def run(self, command: str, timeout: float | None = None) -> Result:
+        try:
+            conn = self._connection()
+            res = conn.run(command, timeout=timeout or self.options.command_timeout, in_stream=False)
+            return Result(self.name, res.exited, res.stdout, res.stderr)
+        except TargetError as exc:
+            return Result(self.name, None, error=str(exc))
+        except CommandTimedOut as exc:
+            self.close()  # the channel may be wedged; reconnect next time
+            return Result(self.name, None, error=f"{self.name}: command timed out after {exc.timeout:.0f}s")
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.close()
+            return Result(self.name, None, error=f"{self.name}: connection lost: {exc}")
+
+    def put(self, local: Path, remote: str) -> None:
+        try:
+            conn = self._connection()
+            sftp = conn.sftp()
+            sftp.get_channel().settimeout(self.options.command_timeout)
+            sftp.put(str(local), remote)
+        except TargetError:
+            raise
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.close()
+            raise TargetError(f"{self.name}: upload failed: {exc}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                finally:
+                    self._conn = None
+
+
+def _explain(host: Host, exc: BaseException, timeout: float) -> str:
+    where = f"{host.name} ({host.user or 'root'}@{host.address}:{host.port})"
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return f"{where}: unreachable (no answer within {timeout:g}s)"
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return f"{where}: host key does not match known_hosts (possible impostor); refusing to connect"
+    if isinstance(exc, paramiko.SSHException) and "not found in known_hosts" in str(exc):
+        return f"{where}: host key not in known_hosts; add it or set ssh.accept_unknown_hosts: true"
+    if isinstance(exc, paramiko.AuthenticationException):
+        return f"{where}: authentication failed"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"{where}: connection refused (is sshd running?)"
+    return f"{where}: cannot connect: {exc or type(exc).__name__}"

@@ -1,0 +1,26 @@
+"""`deploybot demo`, the README's first command: the whole story on local targets, exit 0."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def test_demo_tells_the_whole_story_and_exits_zero(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_URL", "DEPLOYBOT_"))}
+    res = subprocess.run([sys.executable, "-m", "bot.cli", "demo", "--workdir", str(tmp_path / "demo")],
+                         capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    out = res.stdout
+    assert res.returncode == 0, out + res.stderr
+    assert "SUCCEEDED" in out.upper() and "ROLLED_BACK" in out.upper()
+    assert "audit verify:" in out and "intact" in out
+    for action in ("deploy_requested", "approved", "auto_rollback_started", "rollback_requested"):
+        assert action in out
+    assert "demo-secret" not in out  # the database password in shared/.env never shows
+    # nothing left running: the demo stops its sample apps
+    pids = list((tmp_path / "demo" / "hosts").glob("*/app/shared/app.pid"))
+    assert pids
+    for pid_file in pids:
+        pid = int(pid_file.read_text())
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(") ")[1][0] == "Z"
