@@ -76,6 +76,7 @@ def backup(path: str, stamp: str, current: str | None, cfg: Backup) -> str:
     lines += [
         'cd "$B"',
         "find . -type f ! -name SHA256SUMS -exec sha256sum {} + > SHA256SUMS",
+        'if [ ! -s SHA256SUMS ]; then cd / && rm -rf "$B" && echo "nothing to back up yet" && exit 0; fi',
         "sha256sum -c --quiet SHA256SUMS",
         'echo "backup=$B"',
         "cat SHA256SUMS",
