@@ -1,8 +1,20 @@
-"""A tiny web app packaged as versioned tarballs: what the demo and the tests deploy.
+"""A tiny web app packaged as versioned tarballs: what `deploybot demo` and the tests deploy.
 
-Each version has a behaviour: ok, unhealthy (/health answers 500), crash (exits at once), old_version (answers
-a stale version), migrate_fails. A host can also break one version by listing it in UNHEALTHY_VERSIONS in its
-shared/.env, which is how a host-specific misconfiguration looks.
+Why it exists: every deploy stage needs something real to act on (a process to restart, a health URL that
+answers a version, a migration that can fail), and the failure modes the bot must catch are easiest to prove
+with an app built to fail in exactly one way. Each version gets a behaviour:
+
+- ok            healthy, answers its own version
+- unhealthy     starts, but /health answers 500
+- crash         exits at once
+- old_version   healthy but answers a stale version (the "old process still running" case)
+- migrate_fails bin/migrate exits 1 with a message on stderr
+
+A host can also break one version by listing it in UNHEALTHY_VERSIONS in its shared/.env, which is how a
+host-specific misconfiguration looks.
+
+The engine runs bin/* from inside the release folder with APP_PATH, APP_SHARED, RELEASE_PATH and
+DEPLOY_VERSION set, plus everything in $APP_SHARED/.env (PORT, DATABASE_URL, ...).
 """
 
 from __future__ import annotations
@@ -13,29 +25,29 @@ import tarfile
 from pathlib import Path
 
 BEHAVIOURS = ("ok", "unhealthy", "crash", "old_version", "migrate_fails")
+STALE_VERSION = "v0.0.0-stale"
 
-APP_PY = r'''
-import json, os, sys
+APP_PY = r'''"""sampleapp: GET /health -> {"version", "status"}; GET / -> text. Stdlib only."""
+import errno, json, os, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VERSION = open(os.path.join(HERE, "VERSION")).read().strip()
 BEHAVIOUR = open(os.path.join(HERE, "BEHAVIOUR")).read().strip()
 if BEHAVIOUR == "crash":
-    sys.exit("crashing on start, as this version was built to")
+    sys.exit(f"sampleapp {VERSION}: crashing on start, as this version was built to")
 BROKEN_HERE = VERSION in os.environ.get("UNHEALTHY_VERSIONS", "").split(",")
-REPORTED = "v0.0.0-stale" if BEHAVIOUR == "old_version" else VERSION
+REPORTED = "__STALE__" if BEHAVIOUR == "old_version" else VERSION
 
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
-        if self.path.startswith("/health"):
+        if self.path.split("?")[0] == "/health":
             if BEHAVIOUR == "unhealthy" or BROKEN_HERE:
-                body, code = {"status": "error", "version": VERSION}, 500
+                body, code = {"status": "error", "version": REPORTED}, 500
             else:
                 body, code = {"status": "ok", "version": REPORTED}, 200
-            data = json.dumps(body).encode()
-            ctype = "application/json"
+            data, ctype = json.dumps(body).encode(), "application/json"
         else:
             data, code, ctype = f"sampleapp {REPORTED}\n".encode(), 200, "text/plain"
         self.send_response(code)
@@ -48,31 +60,53 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-ThreadingHTTPServer.allow_reuse_address = True
-ThreadingHTTPServer(("0.0.0.0", int(os.environ.get("PORT", "8000"))), Handler).serve_forever()
-'''
+def serve(port):
+    # The previous process may still hold the port for a moment after bin/stop: retry for up to 2 s.
+    ThreadingHTTPServer.allow_reuse_address = True
+    ThreadingHTTPServer.daemon_threads = True
+    for attempt in range(40):
+        try:
+            return ThreadingHTTPServer(("0.0.0.0", port), Handler)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or attempt == 39:
+                raise
+            time.sleep(0.05)
+
+
+server = serve(int(os.environ.get("PORT", "8000")))
+print(f"sampleapp {VERSION} ({BEHAVIOUR}) pid {os.getpid()} on port {server.server_address[1]}", flush=True)
+server.serve_forever()
+'''.replace("__STALE__", STALE_VERSION)
 
 STOP_SH = r'''#!/bin/sh
-# Stop the running app. A zombie counts as stopped: init reaps late here, so kill -0 would wait for nothing.
-shared="${APP_SHARED:-..}"
-pid=$(cat "$shared/app.pid" 2>/dev/null) || exit 0
-[ -n "$pid" ] || exit 0
+# Stop the app whose pid is in $APP_SHARED/app.pid. Fast on purpose: a zombie (state Z) or a missing pid
+# counts as stopped, because init reaps late on these machines and waiting for kill -0 to fail wastes seconds.
+here=$(cd "$(dirname "$0")/.." && pwd)
+shared="${APP_SHARED:-$here/shared}"
+pid=$(cat "$shared/app.pid" 2>/dev/null)
+case "$pid" in ''|*[!0-9]*) exit 0 ;; esac
+# only our app: a stale pid file must never kill whatever process got that pid since
+tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q 'app\.py' || exit 0
 kill "$pid" 2>/dev/null || exit 0
+gone() { state=$(sed 's/.*) \(.\).*/\1/' "/proc/$pid/stat" 2>/dev/null) || return 0; [ "$state" = Z ]; }
+port=$(printf '%04X' "${PORT:-8000}")
+listening() { grep -q "^ *[0-9]*: [0-9A-F]*:$port [0-9A-F]*:0000 0A" /proc/net/tcp /proc/net/tcp6 2>/dev/null; }
 i=0
-while [ $i -lt 40 ]; do
-  state=$(sed 's/.*) \(.\).*/\1/' "/proc/$pid/stat" 2>/dev/null) || break
-  [ "$state" = "Z" ] && break
-  sleep 0.05; i=$((i + 1))
-done
-kill -9 "$pid" 2>/dev/null
+while ! gone && [ $i -lt 200 ]; do sleep 0.01; i=$((i + 1)); done
+gone || kill -9 "$pid" 2>/dev/null
+# the port (when we know it, as under the engine, which exports shared/.env): at most ~2 s in all
+[ -n "$PORT" ] || exit 0
+while listening && [ $i -lt 200 ]; do sleep 0.01; i=$((i + 1)); done
 exit 0
 '''
 
 RESTART_SH = r'''#!/bin/sh
-# Stop the old process, start this release detached, record its pid. The deploy engine polls health itself.
+# Stop the previous process, start this release detached, record its pid, return at once:
+# the deploy engine polls /health itself.
 set -e
 here=$(cd "$(dirname "$0")/.." && pwd)
 shared="${APP_SHARED:-$here/shared}"
+mkdir -p "$shared"
 sh "$here/bin/stop"
 cd "$here"
 setsid nohup python3 app.py >>"$shared/app.log" 2>&1 </dev/null &
@@ -80,25 +114,31 @@ echo $! > "$shared/app.pid"
 '''
 
 MIGRATE_SH = r'''#!/bin/sh
+# Record that this version's migrations ran (tests read migrations.log), or fail as migrate_fails does.
 here=$(cd "$(dirname "$0")/.." && pwd)
 version=$(cat "$here/VERSION")
 if [ "$(cat "$here/BEHAVIOUR")" = "migrate_fails" ]; then
-  echo "migration 0042_add_column failed: column already exists" >&2
+  echo "migration 0042_add_column failed for $version: column \"plan\" already exists" >&2
   exit 1
 fi
-echo "$version" >> "${APP_SHARED:-$here/shared}/migrations.log"
+shared="${APP_SHARED:-$here/shared}"
+mkdir -p "$shared"
+echo "$version" >> "$shared/migrations.log"
 '''
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
     info = tarfile.TarInfo(name)
-    info.size, info.mode = len(data), mode
+    info.size, info.mode, info.mtime = len(data), mode, 1_700_000_000
     tar.addfile(info, io.BytesIO(data))
 
 
 def build_artifact(dest: Path, app_name: str, version: str, behaviour: str = "ok", size_bytes: int = 0) -> Path:
+    """One tarball, dest/{app_name}-{version}.tar.gz; size_bytes pads it with random (incompressible) bytes."""
     if behaviour not in BEHAVIOURS:
         raise ValueError(f"unknown behaviour {behaviour!r}; one of {BEHAVIOURS}")
+    if "/" in version or version.startswith("."):
+        raise ValueError(f"{version!r} cannot be part of a file name")
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / f"{app_name}-{version}.tar.gz"
     with tarfile.open(path, "w:gz", compresslevel=1) as tar:
@@ -108,18 +148,26 @@ def build_artifact(dest: Path, app_name: str, version: str, behaviour: str = "ok
         _add(tar, "bin/restart", RESTART_SH.encode(), 0o755)
         _add(tar, "bin/stop", STOP_SH.encode(), 0o755)
         _add(tar, "bin/migrate", MIGRATE_SH.encode(), 0o755)
-        if size_bytes:
+        if size_bytes > 0:
             _add(tar, "assets/payload.bin", os.urandom(size_bytes))
     return path
 
 
 def build_artifacts(dest: Path, versions: dict[str, str], app_name: str = "sampleapp",
                     size_bytes: int = 0) -> dict[str, Path]:
+    """{version: behaviour} -> {version: tarball path}."""
     return {v: build_artifact(dest, app_name, v, b, size_bytes) for v, b in versions.items()}
 
 
 def write_shared_env(shared_dir: Path, values: dict[str, str]) -> Path:
+    """shared/.env as the engine sources it (`set -a; . .env`): one KEY=value a line, values single-quoted."""
     shared_dir.mkdir(parents=True, exist_ok=True)
     path = shared_dir / ".env"
-    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    path.write_text("".join(f"{k}={_sh_quote(str(v))}\n" for k, v in values.items()))
     return path
+
+
+def _sh_quote(value: str) -> str:
+    if value and all(c.isalnum() or c in "@%+=:,./-_" for c in value):
+        return value
+    return "'" + value.replace("'", "'\"'\"'") + "'"

@@ -138,8 +138,8 @@ class DeployService:
         """A rollback is a deployment of its own: to the previous good release, or a named one still on the hosts."""
         env = self.environment(env_name, actor)
         options = self.rollback_options(env_name)
-        target = version or options.previous_good
-        if not target:
+        target = version if version is not None else options.previous_good
+        if target is None:
             self._refuse(actor, "refused", env_name, None, f"no previous good release of {env_name} to roll back to")
         target = self.check_version(env_name, target, actor)
         if not env.may_deploy(actor) and not skip_approval:

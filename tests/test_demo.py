@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 
 def test_demo_tells_the_whole_story_and_exits_zero(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_URL", "DEPLOYBOT_"))}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
     res = subprocess.run([sys.executable, "-m", "bot.cli", "demo", "--workdir", str(tmp_path / "demo")],
                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     out = res.stdout

@@ -1,57 +1,97 @@
-"""Engine creation and migrations. SQLite gets WAL and BEGIN IMMEDIATE so concurrent writers queue, not deadlock."""
+"""Engine, sessions and migrations.
+
+SQLite gets WAL and BEGIN IMMEDIATE on writing transactions, so concurrent writers (threads or processes) queue on
+the busy timeout instead of deadlocking when a reader tries to upgrade its lock. Reads use a plain BEGIN so they
+never wait for a writer.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
 
 DEFAULT_URL = "sqlite:///deploybot.db"
 MIGRATIONS = Path(__file__).with_name("migrations")
-_MIGRATION_LOCK = 7_311_201  # pg advisory lock key: one migrator at a time
+BUSY_TIMEOUT_S = 30
+_WRITE = "deploybot_write"  # execution option: this connection's transaction will write
+_MIGRATION_LOCK = 7_311_201  # pg advisory lock keys
+AUDIT_LOCK = 7_311_202
 
 
 def normalize_url(url: str | None) -> str:
+    """Explicit URL, else $DATABASE_URL, else a SQLite file in the cwd; plain postgres URLs use psycopg 3."""
     url = url or os.environ.get("DATABASE_URL") or DEFAULT_URL
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
     return url
 
 
-def make_engine(url: str | None) -> Engine:
-    url = normalize_url(url)
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+def _sqlite_engine(url: str) -> Engine:
+    memory = url in ("sqlite://", "sqlite:///:memory:")
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False},
+                           poolclass=StaticPool if memory else None)
 
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn, _record) -> None:
-            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:
+        dbapi_conn.isolation_level = None  # pysqlite must not BEGIN on its own; _on_begin does
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
 
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
 
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+    return engine
 
 
-def migrate(engine: Engine) -> None:
-    """`alembic upgrade head` on our own connection; safe when two processes start at once."""
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+class Database:
+    """One engine plus read/write transaction scopes; the store modules go through these and nothing else."""
+
+    def __init__(self, url: str | None = None):
+        self.url = normalize_url(url)
+        if self.url.startswith("sqlite"):
+            self.engine = _sqlite_engine(self.url)
+        else:
+            self.engine = create_engine(self.url, pool_pre_ping=True)
+        self._writer = self.engine.execution_options(**{_WRITE: True})
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A transaction that commits on success; on SQLite it holds the write lock from its first statement."""
+        with Session(self._writer, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    def migrate(self) -> None:
+        """`alembic upgrade head` in one locked transaction: a second process starting at once waits, then no-ops."""
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with self._writer.begin() as conn:
+            if self.is_postgres:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any, TypeVar
 
 from bot.domain import Kind, State
-
-
-def aware(value: datetime | None) -> datetime | None:
-    """SQLite gives naive datetimes back; everything we store is UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+from bot.store.models import utc
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
@@ -105,21 +100,34 @@ class AuditVerification:
 
 
 class LockHeld(Exception):
+    """Someone else holds the environment; the message says who, since when and why, ready to show a user."""
+
     def __init__(self, lock: LockRecord):
         self.lock = lock
-        super().__init__(f"{lock.environment} is locked by {lock.holder} since "
-                         f"{lock.acquired_at:%Y-%m-%d %H:%M UTC} ({lock.reason})")
+        what = f"deployment #{lock.deployment_id}" if lock.deployment_id is not None else f"a {lock.kind} lock"
+        super().__init__(f"{lock.environment} is locked by {lock.holder} ({what}) since "
+                         f"{lock.acquired_at:%Y-%m-%d %H:%M:%S} UTC: {lock.reason or 'no reason given'}")
+
+    def __reduce__(self):  # picklable across processes (the default would re-call __init__ with the message)
+        return (LockHeld, (self.lock,))
 
 
-def to_record(cls, row):
-    """Copy a mapped row into its record, fixing naive datetimes and enum columns."""
+R = TypeVar("R")
+
+
+def to_record(cls: type[R], row: Any) -> R:
+    """Copy a mapped row into its record: aware UTC datetimes, enums for kind/state, a private copy of dicts."""
     values = {}
-    for name in cls.__dataclass_fields__:
-        value = getattr(row, name)
+    for f in fields(cls):  # type: ignore[arg-type]
+        value = getattr(row, f.name)
         if isinstance(value, datetime):
-            value = aware(value)
-        values[name] = value
+            value = utc(value)
+        elif isinstance(value, dict):
+            value = dict(value)
+        values[f.name] = value
     if cls is DeploymentRecord:
         values["kind"], values["state"] = Kind(values["kind"]), State(values["state"])
-        values["meta"] = dict(values["meta"] or {})
+        values["meta"] = values["meta"] or {}
+    if cls is AuditRecord:
+        values["detail"] = values["detail"] or {}
     return cls(**values)

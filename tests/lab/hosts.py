@@ -1,60 +1,61 @@
-"""Hosts as network namespaces: own address, own sshd, own /srv and clean /root (see DESIGN.md).
+"""Hosts as network namespaces: own address, sshd, hostname, /srv and a clean /root (see DESIGN.md).
 
-Every command a host receives over SSH is logged by a forced-command wrapper, so a test can prove that
-nothing reached a host.
+Why this shape:
+- one /24 per host (10.201.N.2 inside, 10.201.N.1 on this side) so each host has its own route, and a cut
+  host (its side of the veth down) drops packets here instead of sending them out the default route;
+- a persistent mount namespace per host (a namespace file, as `ip netns` keeps network namespaces) holds the
+  /srv and /root binds, so sshd can be killed and restarted and `run()` still sees the host's files;
+- a clean /root, because root's ~/.bashrc on these machines runs `pyenv init` (+0.5 s per command);
+- every command that arrives over SSH is recorded (see sshd.py), so a test can prove nothing reached a host;
+- a lock per lab (base dir, names, subnet), so two test runs on one machine never tear down each other's
+  hosts, while a crashed run's leftovers (lock released by the kernel) are cleaned by the next start().
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import re
 import shutil
-import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.lab import sshd
+from tests.lab.system import (
+    HOST_ENV,
+    LabBusy,
+    LabUnavailable,
+    Proc,
+    kill,
+    netns_names,
+    netns_pids,
+    private_dir,
+    proc,
+    require_lab_support,
+    sh,
+    umount,
+)
+
 BASE = Path("/tmp/deploybot-lab")
-
-WRAPPER = r'''#!/bin/sh
-# Forced command: record what came in, then run it as sshd would have.
-printf '%s\0' "$SSH_ORIGINAL_COMMAND" >> "$1"
-exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"
-'''
-
-SSHD_CONFIG = """Port 22
-ListenAddress {address}
-HostKey {dir}/ssh_host_ed25519_key
-PidFile {dir}/sshd.pid
-AuthorizedKeysFile {dir}/authorized_keys
-PermitRootLogin yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-UseDNS no
-MaxStartups 200:30:400
-MaxSessions 100
-Subsystem sftp /usr/lib/openssh/sftp-server
-LogLevel VERBOSE
-"""
+SLOTS = 8
 
 
-class LabUnavailable(RuntimeError):
-    """This machine cannot make namespace hosts (not root, no ip netns, no sshd)."""
-
-
-def _sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(list(args), capture_output=True, text=True, check=check)
-
-
-@dataclass
 class LabHost:
-    index: int
-    base: Path
-    prefix: str
-    sshd: subprocess.Popen | None = field(default=None, repr=False)
+    """One host. Read its files from outside through `.srv`; run commands inside with `.run()`."""
 
+    def __init__(self, index: int, base: Path, prefix: str, net: str):
+        self.index = index
+        self.base = base
+        self.prefix = prefix
+        self.net = net
+        self._sshd: subprocess.Popen | None = None
+
+    def __repr__(self) -> str:
+        return f"LabHost({self.name} {self.address} netns={self.netns})"
+
+    # ---- names and places -------------------------------------------------------------------------
     @property
     def name(self) -> str:
         return f"h{self.index}"
@@ -65,7 +66,12 @@ class LabHost:
 
     @property
     def address(self) -> str:
-        return f"10.201.{self.index}.2"
+        return f"{self.net}.{self.index}.2"
+
+    @property
+    def gateway(self) -> str:
+        """This machine's address on the host's link."""
+        return f"{self.net}.{self.index}.1"
 
     @property
     def dir(self) -> Path:
@@ -73,148 +79,326 @@ class LabHost:
 
     @property
     def srv(self) -> Path:
+        """The folder bound over /srv inside the host."""
         return self.dir / "srv"
+
+    @property
+    def home(self) -> Path:
+        """The folder bound over /root inside the host."""
+        return self.dir / "home"
 
     @property
     def veth(self) -> str:
         return f"{self.prefix}v{self.index}"
 
     @property
-    def log(self) -> Path:
+    def peer(self) -> str:
+        return f"{self.prefix}p{self.index}"
+
+    @property
+    def mount_ns(self) -> Path:
+        return self.base / "ns" / self.name
+
+    @property
+    def uts_ns(self) -> Path:
+        return self.base / "ns" / f"{self.name}.uts"
+
+    @property
+    def sshd_log(self) -> Path:
+        return self.dir / "sshd.log"
+
+    def commands_log(self) -> Path:
+        """The file the forced-command wrapper appends to (NUL-separated commands)."""
         return self.dir / "commands.log"
 
     # ---- life cycle -------------------------------------------------------------------------------
-    def create(self, public_key: str) -> str:
-        """Namespace, veth, folders, keys; returns this host's known_hosts line."""
+    def create(self, client_public_key: str, wrapper: Path) -> str:
+        """Namespace, veth, empty /srv and /root, sshd; leftovers of an earlier run are removed first.
+        Returns this host's known_hosts line. Does not wait for sshd (see wait_ready)."""
         self.destroy()
-        for sub in ("srv", "home"):
-            (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        key = self.dir / "ssh_host_ed25519_key"
-        if not key.exists():
-            _sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
-        (self.dir / "sshd_config").write_text(SSHD_CONFIG.format(address=self.address, dir=self.dir))
-        wrapper = self.base / "logcmd"
-        (self.dir / "authorized_keys").write_text(
-            f'command="{wrapper} {self.log}",no-port-forwarding,no-agent-forwarding,no-X11-forwarding '
-            f"{public_key}\n")
-        peer = f"{self.prefix}p{self.index}"
-        _sh("ip", "netns", "add", self.netns)
-        _sh("ip", "link", "add", self.veth, "type", "veth", "peer", "name", peer)
-        _sh("ip", "link", "set", peer, "netns", self.netns)
-        _sh("ip", "addr", "add", f"10.201.{self.index}.1/24", "dev", self.veth)
-        _sh("ip", "link", "set", self.veth, "up")
-        inside = ["ip", "netns", "exec", self.netns]
-        _sh(*inside, "ip", "addr", "add", f"{self.address}/24", "dev", peer)
-        _sh(*inside, "ip", "link", "set", peer, "up")
-        _sh(*inside, "ip", "link", "set", "lo", "up")
-        self.start_sshd()
-        return f"{self.address} " + " ".join((self.dir / "ssh_host_ed25519_key.pub").read_text().split()[:2])
-
-    def start_sshd(self) -> None:
-        Path("/run/sshd").mkdir(exist_ok=True)
-        script = (f"mount --bind {self.srv} /srv && mount --bind {self.dir / 'home'} /root && "
-                  f"exec /usr/sbin/sshd -D -f {self.dir / 'sshd_config'} -E {self.dir / 'sshd.log'}")
-        self.sshd = subprocess.Popen(["ip", "netns", "exec", self.netns, "unshare", "-m", "--propagation", "private",
-                                      "sh", "-c", script], stdin=subprocess.DEVNULL)
-
-    def wait_ready(self, timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection((self.address, 22), timeout=0.5) as s:
-                    if s.recv(4).startswith(b"SSH"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise LabUnavailable(f"sshd on {self.name} ({self.address}) did not come up; see {self.dir}/sshd.log")
-
-    def kill_sshd(self) -> None:
-        if self.sshd and self.sshd.poll() is None:
-            self.sshd.kill()
-            self.sshd.wait()
+        self._wipe()
+        line = sshd.write_host_files(self.dir, self.address, client_public_key, wrapper, self.commands_log())
+        here_mac, host_mac = (f"02:db:00:00:{self.index:02x}:{end:02x}" for end in (1, 2))
+        sh("ip", "netns", "add", self.netns)
+        sh("ip", "link", "add", self.veth, "address", here_mac, "type", "veth",
+           "peer", "name", self.peer, "address", host_mac)
+        sh("ip", "link", "set", self.peer, "netns", self.netns)
+        sh("ip", "addr", "add", f"{self.gateway}/24", "dev", self.veth)
+        sh("ip", "link", "set", self.veth, "up")
+        sh("ip", "-n", self.netns, "addr", "add", f"{self.address}/24", "dev", self.peer)
+        sh("ip", "-n", self.netns, "link", "set", self.peer, "up")
+        sh("ip", "-n", self.netns, "link", "set", "lo", "up")
+        # Fixed neighbours both ways: no ARP, so a cut host always looks like a dead one (packets vanish, a
+        # connect times out) instead of turning into "No route to host" once ARP gives up after ~3 s.
+        sh("ip", "neigh", "replace", self.address, "lladdr", host_mac, "dev", self.veth, "nud", "permanent")
+        sh("ip", "-n", self.netns, "neigh", "replace", self.gateway, "lladdr", here_mac, "dev", self.peer,
+           "nud", "permanent")
+        self.mount_ns.touch()
+        self.uts_ns.touch()
+        sh("unshare", f"--mount={self.mount_ns}", f"--uts={self.uts_ns}", "--propagation", "private", "sh", "-c",
+           f"hostname {self.name} && mount --bind {self.srv} /srv && mount --bind {self.home} /root")
+        self.commands_log().write_bytes(b"")
+        self.sshd_log.write_bytes(b"")
+        self._spawn_sshd()
+        return line
 
     def destroy(self) -> None:
-        self.kill_sshd()
-        if _sh("ip", "netns", "pids", self.netns, check=False).returncode == 0:
-            self._kill_all(keep=None)
-            _sh("ip", "netns", "del", self.netns, check=False)
-        _sh("ip", "link", "del", self.veth, check=False)
+        """Kill everything in the namespace, delete it and the veth, drop the mount namespace."""
+        if self.netns in netns_names():
+            kill(netns_pids(self.netns))
+            sh("ip", "netns", "del", self.netns, check=False)
+        self._reap()
+        sh("ip", "link", "del", self.veth, check=False)
+        for ns_file in (self.mount_ns, self.uts_ns):
+            umount(ns_file)
+            ns_file.unlink(missing_ok=True)
 
-    # ---- what tests do ----------------------------------------------------------------------------
-    def run(self, command: str, check: bool = False) -> subprocess.CompletedProcess:
-        """Run inside this host's network and mount view (its /srv), not over SSH: not logged as a command."""
-        assert self.sshd is not None
-        return _sh("nsenter", "-t", str(self.sshd.pid), "-n", "-m", "sh", "-c", command, check=check)
+    def _nsenter(self) -> list[str]:
+        return ["nsenter", f"--net=/run/netns/{self.netns}", f"--mount={self.mount_ns}", f"--uts={self.uts_ns}"]
 
-    def _kill_all(self, keep: int | None) -> None:
-        pids = _sh("ip", "netns", "pids", self.netns, check=False).stdout.split()
-        for pid in pids:
-            if keep is not None and int(pid) == keep:
-                continue
+    def _spawn_sshd(self) -> None:
+        Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
+        (self.dir / "sshd.pid").unlink(missing_ok=True)
+        with open(self.dir / "sshd.stderr", "ab") as err:
+            self._sshd = subprocess.Popen(
+                [*self._nsenter(), "/usr/sbin/sshd", "-D", "-f", str(self.dir / "sshd_config"),
+                 "-E", str(self.sshd_log)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+
+    def _reap(self) -> None:
+        if self._sshd is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._sshd.wait(timeout=5)
+            self._sshd = None
+
+    def sshd_pid(self) -> int | None:
+        """The listening sshd: ours, or (another process's lab object) the one in the pid file."""
+        if self._sshd is not None and self._sshd.poll() is None:
+            return self._sshd.pid
+        try:
+            pid = int((self.dir / "sshd.pid").read_text())
+        except (OSError, ValueError):
+            return None
+        info = proc(pid)
+        return pid if info and info.alive and info.comm == "sshd" and pid in netns_pids(self.netns) else None
+
+    def sshd_running(self) -> bool:
+        return self.sshd_pid() is not None
+
+    def wait_ready(self, timeout: float = 10) -> None:
+        """Until sshd listens on the host's address. Read from the namespace's TCP table rather than by
+        connecting, so readiness probes never show up in connections()."""
+        want = "{}:0016".format("".join(f"{int(o):02X}" for o in reversed(self.address.split("."))))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid = self.sshd_pid()
+            if pid is None and self._sshd is not None and self._sshd.poll() is not None:
+                break
             try:
-                os.kill(int(pid), 9)
+                table = Path(f"/proc/{pid}/net/tcp").read_text() if pid else ""
             except OSError:
-                pass
+                table = ""
+            if any(row.split()[1] == want and row.split()[3] == "0A" for row in table.splitlines()[1:]):
+                return
+            time.sleep(0.01)
+        err = (self.dir / "sshd.stderr").read_text(errors="replace")[-500:]
+        raise LabUnavailable(f"sshd on {self.name} ({self.address}) did not come up; {err or self.sshd_log}")
 
-    def reset(self) -> None:
-        """Stop everything but sshd, wipe /srv, forget the command log."""
-        if self.sshd is None or self.sshd.poll() is not None:
-            self.start_sshd()
+    def start_sshd(self) -> None:
+        """Bring SSH back after kill_sshd (no-op if it runs)."""
+        if not self.sshd_running():
+            self._spawn_sshd()
             self.wait_ready()
-        self._kill_all(keep=self.sshd.pid)
-        for child in self.srv.iterdir():
-            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-        self.log.write_bytes(b"")
-        self.restore()
+
+    def kill_sshd(self) -> None:
+        """SSH down, the app and files untouched: the listener and every SSH session die; new connects are refused."""
+        pids = [p.pid for p in self.processes(include_sshd=True) if p.comm == "sshd"]
+        listener = self.sshd_pid()
+        kill(pids + ([listener] if listener else []))
+        self._reap()
 
     def cut(self) -> None:
-        """Take the host's side of the link down. The root side stays up so its route stays: packets to the
-        host are dropped here instead of following the default route off this machine."""
-        _sh("ip", "netns", "exec", self.netns, "ip", "link", "set", f"{self.prefix}p{self.index}", "down")
+        """Unreachable, as a host that died: the host's side of the link goes down. This side stays up so its
+        route stays, and packets to the host are dropped here (never sent off this machine by the default
+        route); with the fixed neighbour entries, connects time out rather than fail fast."""
+        sh("ip", "-n", self.netns, "link", "set", self.peer, "down")
 
     def restore(self) -> None:
-        _sh("ip", "netns", "exec", self.netns, "ip", "link", "set", f"{self.prefix}p{self.index}", "up")
+        sh("ip", "-n", self.netns, "link", "set", self.peer, "up")
+
+    def reset(self) -> None:
+        """A clean host for the next test: sshd up, link up, every other process killed, /srv and /root wiped,
+        command and sshd logs emptied."""
+        if not self.sshd_running():
+            self._spawn_sshd()
+            self.wait_ready()
+        self.restore()
+        listener = self.sshd_pid()
+        kill([pid for pid in netns_pids(self.netns) if pid != listener])
+        self._wipe()
+        self.commands_log().write_bytes(b"")
+        self.sshd_log.write_bytes(b"")  # sshd opened it O_APPEND: truncating is safe
+
+    def _wipe(self) -> None:
+        """Empty /srv and /root (the folders stay: they are bound inside the host)."""
+        for folder in (self.srv, self.home):
+            folder.mkdir(parents=True, exist_ok=True)
+            for child in folder.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+
+    # ---- what tests look at -----------------------------------------------------------------------
+    def run(self, command: str, check: bool = False, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run `sh -c command` inside the host (its network, its /srv and /root) with an SSH-like environment.
+        Not over SSH, so not recorded in commands()."""
+        return subprocess.run([*self._nsenter(), "sh", "-c", command], capture_output=True, text=True,
+                              check=check, timeout=timeout, env=HOST_ENV, cwd="/")
+
+    def processes(self, include_sshd: bool = False) -> list[Proc]:
+        """Processes in the host (zombies included, see Proc.alive); sshd and its sessions left out by default."""
+        found = [p for p in map(proc, netns_pids(self.netns)) if p is not None]
+        return found if include_sshd else [p for p in found if p.comm != "sshd"]
 
     def commands(self) -> list[str]:
-        """Every command (an SFTP session shows as sftp-server) that reached this host over SSH since the last reset."""
-        if not self.log.exists():
+        """Every command that reached this host over SSH since the last reset (SFTP shows as sftp-server)."""
+        try:
+            data = self.commands_log().read_bytes()
+        except FileNotFoundError:
             return []
-        return [c for c in self.log.read_bytes().decode(errors="replace").split("\0") if c]
+        return [c for c in data.decode(errors="replace").split("\0") if c]
+
+    def sessions(self) -> int:
+        """SSH logins accepted since the last reset."""
+        return sshd.count_accepted(self._sshd_log_text())
+
+    def connections(self) -> int:
+        """TCP connections sshd saw since the last reset, logged in or not (a rejected host key still counts)."""
+        return sshd.count_connections(self._sshd_log_text())
+
+    def _sshd_log_text(self) -> str:
+        try:
+            return self.sshd_log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
 
 
 class HostLab:
-    def __init__(self, count: int, base: Path = BASE, prefix: str = "dbl"):
-        if count > 250:
-            raise ValueError("at most 250 hosts")
-        self.base = base
-        self.hosts = [LabHost(i, base, prefix) for i in range(1, count + 1)]
-        self.key_file = base / "id_ed25519"
-        self.known_hosts = base / "known_hosts"
+    """N namespace hosts under one base dir, with one client key and one known_hosts file for all."""
+
+    def __init__(self, count: int, base: Path = BASE, prefix: str = "dbl", net: str = "10.201"):
+        if not 1 <= count <= 250:
+            raise ValueError("a lab has 1 to 250 hosts")
+        if not re.fullmatch(r"[a-z][a-z0-9]{0,10}", prefix):
+            raise ValueError("prefix: 1-11 lowercase letters/digits (interface names are at most 15 characters)")
+        if not re.fullmatch(r"10\.\d{1,3}", net):
+            raise ValueError("net: the first two octets of a 10.x.0.0/16, e.g. 10.201")
+        self.base = Path(base)
+        self.prefix = prefix
+        self.net = net
+        self.hosts = [LabHost(i, self.base, prefix, net) for i in range(1, count + 1)]
+        self.key_file = self.base / "id_ed25519"
+        self.known_hosts = self.base / "known_hosts"
+        self.wrapper = self.base / "logcmd"
+        self._lock: int | None = None
+        self._started = False
+
+    @classmethod
+    def slot(cls, count: int, slot: int) -> HostLab:
+        """Slot 0 is the default lab (dbl-hN, 10.201.N.2); slot k uses dbl<k>-hN, 10.(201+k).N.2, its own base."""
+        if slot == 0:
+            return cls(count)
+        return cls(count, base=BASE.with_name(f"{BASE.name}-{slot}"), prefix=f"dbl{slot}", net=f"10.{201 + slot}")
+
+    @classmethod
+    def claim(cls, count: int, slots: int = SLOTS) -> HostLab:
+        """Start the first lab slot no other live run holds (so parallel test runs on one machine coexist)."""
+        for k in range(slots):
+            lab = cls.slot(count, k)
+            try:
+                return lab.start()
+            except LabBusy:
+                continue
+        raise LabBusy(f"all {slots} lab slots are held by other test runs")
+
+    def host(self, name: str) -> LabHost:
+        return next(h for h in self.hosts if h.name == name)
 
     def start(self) -> HostLab:
-        if os.geteuid() != 0:
-            raise LabUnavailable("namespace hosts need root (CI runs as root)")
-        for tool in ("ip", "nsenter", "unshare", "ssh-keygen", "/usr/sbin/sshd"):
-            if not shutil.which(tool):
-                raise LabUnavailable(f"{tool} is missing (apt-get install openssh-server iproute2 util-linux)")
+        """Create (or re-create) every host and wait until each sshd answers. Safe to call again."""
+        require_lab_support()
         self.base.mkdir(parents=True, exist_ok=True)
-        (self.base / "logcmd").write_text(WRAPPER)
-        (self.base / "logcmd").chmod(0o755)
-        if not self.key_file.exists():
-            _sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key_file))
-        public = (self.key_file.with_suffix(".pub")).read_text().strip()
-        lines = [h.create(public) for h in self.hosts]
-        self.known_hosts.write_text("\n".join(lines) + "\n")
-        for h in self.hosts:
-            h.wait_ready()
+        self._acquire()
+        if self._started and all(h.sshd_running() for h in self.hosts):
+            return self
+        try:
+            self._remove_strays()
+            sshd.write_wrapper(self.wrapper)
+            sshd.keygen(self.key_file)
+            private_dir(self.base / "ns")
+            public = self.key_file.with_name(self.key_file.name + ".pub").read_text().strip()
+            lines = [h.create(public, self.wrapper) for h in self.hosts]
+            self.known_hosts.write_text("\n".join(lines) + "\n")
+            for h in self.hosts:
+                h.wait_ready()
+            self._started = True
+        except subprocess.CalledProcessError as exc:
+            self.stop()
+            raise LabUnavailable(f"{' '.join(exc.cmd)} failed: {(exc.stderr or '').strip()}") from exc
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
+        """Kill every sshd and process in the hosts, delete namespaces and veths. Files stay for post-mortems.
+        Refuses (LabBusy) to tear down a lab another live run holds."""
+        self.base.mkdir(parents=True, exist_ok=True)
+        self._acquire()
+        self._started = False
         for h in self.hosts:
             h.destroy()
+        self._remove_strays()
+        umount(self.base / "ns")
+        if self._lock is not None:
+            os.close(self._lock)  # releases the flock
+            self._lock = None
+
+    def _acquire(self) -> None:
+        if self._lock is not None:
+            return
+        fd = os.open(self.base / "lab.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LabBusy(f"{self.base} is in use by another test run") from None
+        self._lock = fd
+
+    def _remove_strays(self) -> None:
+        """Namespaces, veths and mount namespace files with this lab's names but not in it: a bigger crashed run."""
+        mine = {h.index for h in self.hosts}
+        ns_name = re.compile(rf"{self.prefix}-h(\d+)")
+        for name in netns_names():
+            m = ns_name.fullmatch(name)
+            if m and int(m[1]) not in mine:
+                LabHost(int(m[1]), self.base, self.prefix, self.net).destroy()
+        veth = re.compile(rf"{self.prefix}v(\d+)")
+        for line in sh("ip", "-o", "link", "show", check=False).stdout.splitlines():
+            name = line.split(":")[1].strip().split("@")[0]
+            m = veth.fullmatch(name)
+            if m and int(m[1]) not in mine:
+                sh("ip", "link", "del", name, check=False)
+        ns_dir = self.base / "ns"
+        if ns_dir.is_dir():
+            for f in ns_dir.iterdir():
+                if f.name.split(".")[0] not in {h.name for h in self.hosts}:
+                    umount(f)
+                    f.unlink(missing_ok=True)
 
     def __enter__(self) -> HostLab:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

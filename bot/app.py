@@ -1,0 +1,170 @@
+"""Composition root of the Slack bot: config, store, service, Slack client, Bolt app, executors, server.
+
+Bolt runs with process_before_response=True: each listener runs on the server's request thread, does only
+cheap checks, acks, and hands slow work to the bot's own bounded executors (never Bolt's shared listener
+threads), so every request is answered well within Slack's 3 seconds even while deployments run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from bot.metrics import Metrics
+from bot.service import DeployService
+from handlers.context import Bot, Responder
+from handlers.registry import post_response_url, register, retry_handlers
+
+log = logging.getLogger(__name__)
+DEFAULT_API_URL = "https://slack.com/api/"
+SWEEP_SECONDS = 30.0
+
+
+class Busy(RuntimeError):
+    """The executor's queue is full: the caller is asked to retry rather than queued without limit."""
+
+
+class BoundedExecutor:
+    """A thread pool that refuses work beyond `workers + backlog` instead of queueing without end."""
+
+    def __init__(self, workers: int, backlog: int, name: str):
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+        self._slots = threading.BoundedSemaphore(workers + backlog)
+        self._pending = 0
+        self._count = threading.Lock()
+        self.name = name
+
+    @property
+    def pending(self) -> int:
+        """Jobs queued or running (tests wait for 0; a gauge could show it)."""
+        return self._pending
+
+    def _done(self, _: Future) -> None:
+        with self._count:
+            self._pending -= 1
+        self._slots.release()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        if not self._slots.acquire(blocking=False):
+            raise Busy(f"{self.name} executor is full")
+        with self._count:
+            self._pending += 1
+        try:
+            future = self._pool.submit(fn, *args, **kwargs)
+        except BaseException:
+            self._done(Future())
+            raise
+        future.add_done_callback(self._done)
+        return future
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+
+
+@dataclass
+class Runtime:
+    """Everything `serve` runs, also what tests and the benchmark start in-process."""
+
+    service: DeployService
+    app: App
+    bot: Bot
+    metrics: Metrics
+    deploys: BoundedExecutor
+    jobs: BoundedExecutor
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def sweep(self, now: datetime | None = None) -> int:
+        """Expire stale approval requests; their messages lose their buttons."""
+        expired = self.service.expire_stale(now)
+        for dep in expired:
+            self.bot.board.refresh(dep.id)
+        return len(expired)
+
+    def start_sweeper(self, every: float = SWEEP_SECONDS) -> None:
+        def loop() -> None:
+            while not self._stop.wait(every):
+                try:
+                    self.sweep()
+                except Exception:  # noqa: BLE001 - try again next round
+                    log.exception("expiry sweep failed")
+        threading.Thread(target=loop, name="expiry-sweeper", daemon=True).start()
+
+    def healthy(self) -> dict:
+        self.service.history(limit=1)  # the store answers
+        return {"deploys_running": sum(1 for d in self.service.history(limit=20) if d.state.is_active)}
+
+    def wsgi(self) -> Callable:
+        from bot.web import make_wsgi
+
+        return make_wsgi(self.app, self.metrics, self.healthy)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.deploys.shutdown(wait=True)
+        self.jobs.shutdown(wait=True)
+        self.bot.board.wait_idle(10)
+        self.bot.board.close()
+
+
+def api_url(value: str | None = None) -> str:
+    url = value or os.environ.get("SLACK_API_URL") or DEFAULT_API_URL
+    return url if url.endswith("/") else url + "/"
+
+
+def build_client(token: str, base_url: str | None = None) -> WebClient:
+    return WebClient(token=token, base_url=api_url(base_url), timeout=10, retry_handlers=retry_handlers())
+
+
+def build(service: DeployService, *, token: str, signing_secret: str | None, base_url: str | None = None,
+          client: WebClient | None = None, verify_requests: bool = True, respond: Responder = post_response_url,
+          interval: float = 1.0, deploy_workers: int = 4, job_workers: int = 8) -> Runtime:
+    """Wire a Bolt app to the service. verify_requests=False only for the in-process console adapter."""
+    client = client or build_client(token, base_url)
+    app = App(client=client, signing_secret=signing_secret or "unused-in-socket-mode",
+              process_before_response=True, request_verification_enabled=verify_requests)
+    deploys = BoundedExecutor(deploy_workers, backlog=deploy_workers * 4, name="deploy")
+    jobs = BoundedExecutor(job_workers, backlog=200, name="slack-job")
+    bot = register(app, service, deploys, jobs=jobs, client=client, respond=respond, interval=interval)
+    return Runtime(service, app, bot, Metrics(service), deploys, jobs)
+
+
+def serve(port: int = 3000) -> None:
+    """`deploybot serve`: Socket Mode when SLACK_APP_TOKEN is set, else HTTP (waitress) on `port`.
+
+    /healthz and /metrics are served over HTTP in both modes (container health checks, Prometheus)."""
+    import waitress
+
+    from bot.config import load_config
+    from bot.store import Store
+
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    token = os.environ.get("SLACK_BOT_TOKEN")
+    secret = os.environ.get("SLACK_SIGNING_SECRET")
+    app_token = os.environ.get("SLACK_APP_TOKEN")
+    if not token:
+        raise SystemExit("SLACK_BOT_TOKEN is not set")
+    if not app_token and not secret:
+        raise SystemExit("SLACK_SIGNING_SECRET is required in HTTP mode (or set SLACK_APP_TOKEN for Socket Mode)")
+    service = DeployService(load_config(), Store())
+    for dep in service.recover_interrupted():
+        log.warning("deployment #%s was interrupted by a restart", dep.id)
+    runtime = build(service, token=token, signing_secret=secret)
+    runtime.start_sweeper()
+    if app_token:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        handler = SocketModeHandler(runtime.app, app_token, web_client=runtime.bot.client)
+        handler.connect()
+        log.info("Socket Mode connected; health and metrics on :%s", port)
+    log.info("serving on :%s (POST /slack/events, GET /healthz, GET /metrics)", port)
+    waitress.serve(runtime.wsgi(), host="0.0.0.0", port=port, threads=16, ident="deploybot")

@@ -1,0 +1,56 @@
+"""Environment locks: one row per environment, taken by INSERT on the primary key, so the database picks exactly
+one winner among racing processes and a crashed holder leaves a visible row rather than a stale file."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from bot.store.db import Database
+from bot.store.deployments import now
+from bot.store.models import Lock
+from bot.store.records import LockHeld, LockRecord, to_record
+
+LOCK_KINDS = ("deploy", "manual")
+
+
+class LocksMixin:
+    db: Database
+
+    def acquire_lock(self, environment: str, *, holder: str, reason: str, kind: str = "deploy",
+                     deployment_id: int | None = None) -> LockRecord:
+        """The lock, or LockHeld naming who holds it, since when and why."""
+        if kind not in LOCK_KINDS:
+            raise ValueError(f"lock kind must be one of {LOCK_KINDS}, not {kind!r}")
+        for _ in range(3):  # the holder may release between our failed INSERT and our read
+            try:
+                with self.db.write() as s:
+                    row = Lock(environment=environment, holder=holder, reason=reason, kind=kind,
+                               deployment_id=deployment_id, acquired_at=now())
+                    s.add(row)
+                    s.flush()
+                    return to_record(LockRecord, row)
+            except IntegrityError:
+                held = self.get_lock(environment)
+                if held is not None:
+                    raise LockHeld(held) from None
+        raise RuntimeError(f"could not take or read the lock on {environment}: it keeps changing hands")
+
+    def release_lock(self, environment: str, *, deployment_id: int | None = None, kind: str | None = None) -> bool:
+        """Delete the lock, but only if it matches deployment_id/kind when given (never someone else's)."""
+        query = delete(Lock).where(Lock.environment == environment)
+        if deployment_id is not None:
+            query = query.where(Lock.deployment_id == deployment_id)
+        if kind is not None:
+            query = query.where(Lock.kind == kind)
+        with self.db.write() as s:
+            return s.execute(query.execution_options(synchronize_session=False)).rowcount == 1
+
+    def get_lock(self, environment: str) -> LockRecord | None:
+        with self.db.read() as s:
+            row = s.get(Lock, environment)
+            return to_record(LockRecord, row) if row else None
+
+    def locks(self) -> list[LockRecord]:
+        with self.db.read() as s:
+            return [to_record(LockRecord, r) for r in s.scalars(select(Lock).order_by(Lock.environment))]

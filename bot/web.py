@@ -1,0 +1,54 @@
+"""The WSGI app served by waitress: Slack's requests at POST /slack/events (Bolt's own WSGI adapter, no
+Flask), GET /healthz and GET /metrics. Kept apart from the composition root so tests and benchmarks can
+serve exactly what production serves."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+from bot.metrics import Metrics
+
+log = logging.getLogger(__name__)
+SLACK_PATH = "/slack/events"
+
+
+def make_wsgi(app: App, metrics: Metrics, healthy: Callable[[], dict]) -> Callable:
+    slack = SlackRequestHandler(app, path=SLACK_PATH)
+
+    def wsgi(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
+        if path == SLACK_PATH and method == "POST":
+            started = time.perf_counter()
+            seen: list[str] = []
+
+            def timed_start(status: str, headers: list, exc_info=None):
+                seen.append(status.split()[0])
+                return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+            body = slack(environ, timed_start)
+            metrics.ack_seconds.labels(seen[0] if seen else "500").observe(time.perf_counter() - started)
+            return body
+        if path == "/healthz" and method in ("GET", "HEAD"):
+            try:
+                report, status = {"ok": True, **healthy()}, "200 OK"
+            except Exception as exc:  # noqa: BLE001 - unhealthy is an answer, not a crash
+                log.warning("health check failed: %s", exc)
+                report, status = {"ok": False, "error": type(exc).__name__}, "503 Service Unavailable"
+            return _answer(start_response, status, json.dumps(report).encode(), "application/json")
+        if path == "/metrics" and method == "GET":
+            return _answer(start_response, "200 OK", metrics.render(), CONTENT_TYPE_LATEST)
+        return _answer(start_response, "404 Not Found", b"not found\n", "text/plain")
+
+    return wsgi
+
+
+def _answer(start_response: Callable, status: str, body: bytes, content_type: str) -> list[bytes]:
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return [body]

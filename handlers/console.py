@@ -1,0 +1,237 @@
+"""The console adapter (like Hubot's shell adapter): the same Bolt app and handlers, driven from a terminal.
+
+Slack-shaped payloads (slash commands, button clicks, modal submissions) are dispatched in-process into the
+Bolt app built by bot.app.build (signature checks off for this in-process path only), and an in-process
+stand-in for the Slack Web API prints what the bot posts, edits and opens as plain text. No Slack account.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import threading
+import time
+from typing import TextIO
+from urllib.parse import urlencode
+
+from slack_bolt.request import BoltRequest
+from slack_sdk import WebClient
+from slack_sdk.web import SlackResponse
+
+from bot.service import DeployService
+
+CHANNEL = "C0DEPLOYS"
+_EMOJI = {":white_check_mark:": "[x]", ":x:": "[!]", ":hourglass_flowing_sand:": "[~]", ":white_circle:": "[ ]",
+          ":heavy_minus_sign:": "[-]", ":rocket:": ">>", ":leftwards_arrow_with_hook:": "<<", ":no_entry:": "(no)",
+          ":lock:": "(lock)", ":unlock:": "(unlock)", ":warning:": "(!)", ":rotating_light:": "(!!)",
+          ":no_entry_sign:": "(x)", ":hourglass:": "(time)"}
+
+
+def plain(text: str) -> str:
+    """mrkdwn -> terminal text: emoji codes, mentions, dates, escapes."""
+    for code, mark in _EMOJI.items():
+        text = text.replace(code, mark)
+    text = re.sub(r"<!date\^\d+\^[^|]*\|([^>]*)>", r"\1", text)
+    text = re.sub(r"<@(\w+)>", r"@\1", text)
+    text = re.sub(r"<!subteam\^(\w+)>", r"@\1", text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _lines(params: dict) -> list[str]:
+    out: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "button":
+                out.append(f"[ {node['text']['text']} ]")
+                return
+            if isinstance(node.get("text"), str) and node.get("type") in ("mrkdwn", "plain_text"):
+                out.extend(plain(node["text"]).splitlines())
+                return
+            for key in ("text", "fields", "elements", "blocks"):
+                if key in node:
+                    walk(node[key])
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(params.get("blocks") or [])
+    return out or plain(params.get("text", "")).splitlines()
+
+
+class ConsoleWebClient(WebClient):
+    """The Slack Web API, in-process: answers like Slack and prints each message, edit and view."""
+
+    def __init__(self, out: TextIO):
+        super().__init__(token="xoxb-console")
+        self.out = out
+        self._ts = itertools.count(1)
+        self._seen: dict[str, list[str]] = {}
+        self._print = threading.Lock()
+        self.views: list[dict] = []
+        self.messages: dict[str, list[str]] = {}
+        self.blocks: dict[str, list[dict]] = {}
+
+    def say(self, text: str) -> None:
+        with self._print:
+            print(text, file=self.out, flush=True)
+
+    def api_call(self, api_method: str, *, http_verb: str = "POST", files=None, data=None, params=None,
+                 json=None, headers=None, auth=None) -> SlackResponse:  # noqa: A002 - WebClient's signature
+        args = {**(params or {}), **(data or {}), **(json or {})}
+        body = self._answer(api_method, args)
+        return SlackResponse(client=self, http_verb=http_verb, api_url=api_method, req_args={}, data=body,
+                             headers={}, status_code=200)
+
+    def _answer(self, method: str, a: dict) -> dict:
+        if method == "chat.postMessage":
+            ts = f"1732270000.{next(self._ts):06d}"
+            lines = _lines(a)
+            if a.get("thread_ts"):
+                self.say("\n".join(f"      | {line}" for line in lines))
+            else:
+                self.messages[ts] = self._seen[ts] = lines
+                self.blocks[ts] = a.get("blocks") or []
+                self.say("\n  deploybot in #deploys:\n" + "\n".join(f"    {line}" for line in lines))
+            return {"ok": True, "channel": a.get("channel"), "ts": ts}
+        if method == "chat.update":
+            ts, lines = a["ts"], _lines(a)
+            before = self._seen.get(ts, [])
+            new = [line for line in lines if line not in before]
+            self.messages[ts] = self._seen[ts] = lines
+            self.blocks[ts] = a.get("blocks") or []
+            if new:
+                self.say("  (message edited)\n" + "\n".join(f"    {line}" for line in new))
+            return {"ok": True, "channel": a.get("channel"), "ts": ts}
+        if method == "chat.postEphemeral":
+            self.say(f"  (only @{a.get('user')} sees) " + " ".join(_lines(a)))
+            return {"ok": True, "message_ts": "1732270000.000000"}
+        if method in ("views.open", "views.publish"):
+            self.views.append(a.get("view") or {})
+            self.say(f"  [{method}] " + " / ".join(_lines(a.get("view") or {})))
+            return {"ok": True, "view": {"id": f"V{next(self._ts)}"}}
+        if method == "auth.test":
+            return {"ok": True, "user_id": "U0BOT", "bot_id": "B0BOT", "team_id": "T0CONSOLE"}
+        if method == "usergroups.users.list":
+            return {"ok": True, "users": []}
+        return {"ok": True}
+
+
+class Console:
+    """A terminal user's Slack: type commands, click buttons, fill modals; see what the bot answers."""
+
+    def __init__(self, service: DeployService, out: TextIO, interval: float = 0.3):
+        from bot.app import build
+
+        self.out = out
+        self.client = ConsoleWebClient(out)
+        self.runtime = build(service, token="xoxb-console", signing_secret=None, client=self.client,
+                             verify_requests=False, respond=self._respond, interval=interval)
+        self._n = itertools.count(1)
+
+    def close(self) -> None:
+        self.runtime.close()
+
+    def _respond(self, _url: str, payload: dict) -> None:
+        self.client.say("  (only you see) " + "\n    ".join(_lines(payload)))
+
+    def _dispatch(self, body: str, content_type: str = "application/x-www-form-urlencoded") -> dict | str:
+        res = self.runtime.app.dispatch(BoltRequest(body=body, headers={"content-type": [content_type]}))
+        try:
+            return json.loads(res.body) if res.body else ""
+        except ValueError:
+            return res.body
+
+    def settle(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.runtime.jobs.pending and not self.runtime.deploys.pending \
+                    and self.runtime.bot.board.wait_idle(1) and not self.runtime.jobs.pending:
+                return
+            time.sleep(0.05)
+
+    # ---- what a user does ------------------------------------------------------------------------------
+    def command(self, user: str, line: str) -> None:
+        self.client.say(f"\n@{user}> {line}")
+        name, _, text = line.partition(" ")
+        n = next(self._n)
+        answer = self._dispatch(urlencode({
+            "team_id": "T0CONSOLE", "channel_id": CHANNEL, "channel_name": "deploys", "user_id": user,
+            "user_name": user, "command": name, "text": text, "response_url": f"console://response/{n}",
+            "trigger_id": f"console.{n}", "api_app_id": "A0CONSOLE"}))
+        if isinstance(answer, dict) and answer.get("text"):
+            self.client.say("  (only you see) " + plain(answer["text"]))
+
+    def click(self, user: str, action_id: str, ts: str) -> None:
+        """Click the button `action_id` on message `ts` as `user` (a confirm dialog is confirmed)."""
+        button = self.button(ts, action_id)
+        if button.get("confirm"):
+            self.client.say(f"  [{plain(button['confirm']['title']['text'])}] "
+                            f"{plain(button['confirm']['text']['text'])} -> {button['confirm']['confirm']['text']}")
+        self.client.say(f"\n@{user} clicks [ {button['text']['text']} ]")
+        n = next(self._n)
+        self._dispatch(urlencode({"payload": json.dumps({
+            "type": "block_actions", "user": {"id": user, "name": user, "team_id": "T0CONSOLE"},
+            "team": {"id": "T0CONSOLE"}, "channel": {"id": CHANNEL}, "trigger_id": f"console.{n}",
+            "container": {"type": "message", "message_ts": ts, "channel_id": CHANNEL},
+            "actions": [{"action_id": action_id, "value": button["value"], "type": "button",
+                         "block_id": "b", "action_ts": str(time.time())}]})}))
+
+    def submit(self, user: str, values: dict[str, dict]) -> dict | str:
+        """Submit the last modal the bot opened."""
+        view = self.client.views[-1]
+        self.client.say(f"@{user} submits: " + ", ".join(f"{k}={_shown(v)}" for k, v in values.items()))
+        return self._dispatch(urlencode({"payload": json.dumps({
+            "type": "view_submission", "user": {"id": user, "name": user, "team_id": "T0CONSOLE"},
+            "team": {"id": "T0CONSOLE"}, "view": {**view, "id": "V0", "state": {
+                "values": {b: {b: v} for b, v in values.items()}}}})}))
+
+    def last_message(self) -> str:
+        return list(self.client.messages)[-1]
+
+    def button(self, ts: str, action_id: str) -> dict:
+        for block in self.client.blocks.get(ts, []):
+            for el in block.get("elements", []) if block.get("type") == "actions" else []:
+                if el.get("action_id") == action_id:
+                    return el
+        raise LookupError(f"no [{action_id}] button on message {ts}")
+
+    def text(self, ts: str) -> str:
+        return "\n".join(self.client.messages.get(ts, []))
+
+
+def _shown(v: dict) -> str:
+    return str(v.get("value") or (v.get("selected_option") or {}).get("value") or
+               [o["value"] for o in v.get("selected_options", [])])
+
+
+def run_story(service: DeployService, out: TextIO, developer: str = "U0DEV", pm: str = "U0PM",
+              good: list[str] | None = None, bad: str = "v1.2.0", env: str = "prod") -> bool:
+    """The demo script: request, approve, watch progress, /status, a bad version auto-rolls back, /rollback.
+    Returns True when every step ended as expected."""
+    good = good or ["v1.0.0", "v1.1.0"]
+    console = Console(service, out)
+    results: list[bool] = []
+    try:
+        for version, expect in [(v, "Succeeded") for v in good] + [(bad, "Failed and rolled back")]:
+            console.command(developer, f"/deploy {env} {version}")
+            console.settle()
+            ts = console.last_message()
+            console.click(pm, "approve", ts)
+            console.settle()
+            results.append(expect in console.text(ts))
+            if version == good[-1]:
+                console.command(developer, f"/status {env}")
+                console.settle()
+        console.command(developer, f"/rollback {env}")
+        console.settle()
+        view = console.client.views[-1]
+        initial = next(b for b in view["blocks"] if b.get("block_id") == "version")["element"]["initial_option"]
+        reason = {"type": "plain_text_input", "value": "demo: back to the previous release"}
+        console.submit(developer, {"version": {"type": "static_select", "selected_option": initial}, "reason": reason})
+        console.settle()
+        results.append("Succeeded" in console.text(console.last_message()))
+    finally:
+        console.close()
+    return all(results)

@@ -1,0 +1,99 @@
+"""What every listener needs, built once in the composition root and shared: the service, the Slack client,
+the bot's own executors, the progress board and the group cache.
+
+Listeners ack within Slack's 3 seconds and hand anything that can take longer (SSH, artifact checks, Slack
+calls) to `jobs`; deployments run on `deploys`. Both are bounded: when full, the caller is told to retry
+instead of the bot queueing without limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from slack_sdk import WebClient
+
+from bot.domain import State
+from bot.service import DeployService, Refused
+from handlers.approvers import GroupCache
+from handlers.progress import ProgressBoard, _read, remember_message
+
+log = logging.getLogger(__name__)
+Responder = Callable[[str, dict], None]  # (response_url, message payload)
+
+
+class Submitter(Protocol):
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future: ...
+
+
+@dataclass
+class Bot:
+    service: DeployService
+    client: WebClient
+    deploys: Submitter
+    jobs: Submitter
+    board: ProgressBoard
+    groups: GroupCache
+    respond: Responder
+    status_ttl: float = 2.0
+    _status: dict = field(default_factory=dict, repr=False)
+    _status_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def status(self, env: str | None) -> list:
+        """service.status, shared: fifty people typing /status at once cause one read of the hosts, not fifty
+        (answers at most `status_ttl` seconds old)."""
+        with self._status_lock:
+            entry = self._status.setdefault(env, [threading.Lock(), 0.0, None])
+        with entry[0]:
+            if entry[2] is None or time.monotonic() - entry[1] > self.status_ttl:
+                entry[2], entry[1] = self.service.status(env), time.monotonic()
+            return entry[2]
+
+    def job(self, fn: Callable[..., Any], *args: Any) -> Future:
+        """Run `fn` off the listener thread; failures are logged, never lost silently."""
+        def guarded() -> Any:
+            try:
+                return fn(*args)
+            except Exception:
+                log.exception("job %s failed", getattr(fn, "__name__", fn))
+                raise
+        return self.jobs.submit(guarded)
+
+    def announce(self, deployment_id: int, channel: str) -> None:
+        """Post the deployment's message; an approved one (no approval needed) starts right away."""
+        dep, _ = _read(self.service, deployment_id)
+        if dep.state is State.PENDING_APPROVAL:
+            try:
+                live = {h.name: h.release for h in self.service.live_hosts(dep.environment)}
+            except Exception as exc:  # noqa: BLE001 - the request still shows, with unknown versions
+                log.warning("live versions of %s unreadable: %s", dep.environment, exc)
+                live = {}
+            remember_message(self.service, deployment_id, hosts_now=live)
+        self.board.announce(deployment_id, channel)
+        if dep.state is State.APPROVED:
+            self.start(deployment_id)
+
+    def start(self, deployment_id: int) -> Future:
+        """Run an approved deployment on the deploy executor; its message is redrawn at the end."""
+        def run() -> None:
+            try:
+                self.service.run(deployment_id)
+            except Refused as exc:
+                log.info("deployment #%s not run: %s", deployment_id, exc)
+            except Exception:
+                log.exception("deployment #%s crashed", deployment_id)
+            finally:
+                self.board.refresh(deployment_id)
+        return self.deploys.submit(run)
+
+    def ephemeral(self, channel: str, user: str, text: str) -> None:
+        """A private note to one user in a channel (refusals of button clicks)."""
+        try:
+            self.client.chat_postEphemeral(channel=channel, user=user, text=text)
+        except Exception as exc:  # noqa: BLE001 - the refusal is audited by the service anyway
+            log.warning("chat.postEphemeral to %s failed: %s", user, exc)
