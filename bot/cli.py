@@ -75,7 +75,8 @@ def deploy(env: str, version: str, config: ConfigOpt = None,
 @app.command()
 def rollback(env: str, version: Annotated[str | None, typer.Argument()] = None, config: ConfigOpt = None,
              reason: Annotated[str, typer.Option(help="why (kept in the audit trail)")] = "",
-             restore_db: Annotated[bool, typer.Option("--restore-db", help="also restore the DB backup")] = False) -> None:
+             restore_db: Annotated[bool, typer.Option("--restore-db", help="also restore the DB backup")] = False,
+             ) -> None:
     """Return ENV to the previous good release (or VERSION, if it is still on the hosts)."""
     service = _service(config, progress=True)
     options = service.rollback_options(env)

@@ -13,7 +13,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 DEFAULT_VERSION_PATTERN = r"^v?\d+(\.\d+){1,3}(-[A-Za-z0-9]+(\.[A-Za-z0-9]+)*)?$"
 MAX_VERSION_LENGTH = 64
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_HOST = re.compile(r"^(?:(?P<user>[A-Za-z_][A-Za-z0-9_.-]{0,31})@)?(?P<host>[A-Za-z0-9_.-]{1,253}|\[[0-9a-fA-F:]+\])(?::(?P<port>\d{1,5}))?$")
+_HOST = re.compile(r"^(?:(?P<user>[A-Za-z_][A-Za-z0-9_.-]{0,31})@)?"
+                   r"(?P<host>[A-Za-z0-9_.-]{1,253}|\[[0-9a-fA-F:]+\])(?::(?P<port>\d{1,5}))?$")
 _ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 

@@ -43,7 +43,8 @@ def build_workspace(root: Path) -> Path:
                          {"PORT": str(port), "DATABASE_URL": "postgres://demo:demo-secret@db.internal/app"})
         hosts.append({"host": "local", "name": name, "vars": {"port": port}})
     config = {
-        "app": {"name": "sampleapp", "artifact": str(next(iter(artifacts.values())).parent / "sampleapp-{version}.tar.gz")},
+        "app": {"name": "sampleapp",
+                "artifact": str(next(iter(artifacts.values())).parent / "sampleapp-{version}.tar.gz")},
         "environments": {
             "prod": {
                 "hosts": hosts,

@@ -16,13 +16,13 @@ from typing import NoReturn
 from bot.config import Config, Environment, InvalidVersion
 from bot.domain import Kind, Stage, State
 from bot.engine import commands
-from bot.engine.events import EventBus
+from bot.engine.events import DeploymentFinished, EventBus
 from bot.engine.health import probe
 from bot.engine.pipeline import Outcome, Pipeline
-from bot.engine.plan import ArtifactMissing, Plan, resolve_artifact
+from bot.engine.plan import ArtifactMissing, Plan, check_artifact, resolve_artifact
 from bot.recorder import StoreRecorder
 from bot.redact import redact
-from bot.store import DeploymentRecord, LockHeld, LockRecord, Store
+from bot.store import ApprovalRecord, DeploymentRecord, LockHeld, LockRecord, Store
 from bot.targets.pool import TargetPool, on_hosts
 
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
@@ -117,7 +117,7 @@ class DeployService:
         version = self.check_version(env_name, version, actor)
         if not env.may_deploy(actor) and not skip_approval:
             self._refuse(actor, "refused", env_name, version, f"you are not allowed to deploy to {env_name}")
-        self.plan(env_name, version, actor)  # artifact exists
+        self._check_artifact(env_name, version, actor)
         self._refuse_if_locked(env_name, version, actor)
         needs_approval = env.approval.enabled and not skip_approval
         dep = self.store.create_deployment(
@@ -202,10 +202,10 @@ class DeployService:
                              outcome="rejected", deployment_id=dep.id, detail={"reason": redact(reason)})
         return self.store.get(dep.id)
 
-    def cancel(self, deployment_id: int, actor: str) -> DeploymentRecord:
+    def cancel(self, deployment_id: int, actor: str, groups: Iterable[str] = ()) -> DeploymentRecord:
         """Withdraw a request that has not started (the requester or an approver)."""
-        dep = self.store.get(deployment_id)
-        if actor != dep.requested_by and not self.can_approve(dep.environment, actor):
+        dep = self.deployment(deployment_id)
+        if actor != dep.requested_by and not self.can_approve(dep.environment, actor, groups):
             self._refuse(actor, "cancel_refused", dep.environment, dep.version,
                          "only the requester or an approver may cancel", dep.id)
         if self.store.transition(dep.id, [State.PENDING_APPROVAL, State.APPROVED], State.CANCELLED,
@@ -215,10 +215,10 @@ class DeployService:
                              outcome="cancelled", deployment_id=dep.id)
         return self.store.get(dep.id)
 
-    def abort(self, deployment_id: int, actor: str) -> DeploymentRecord:
+    def abort(self, deployment_id: int, actor: str, groups: Iterable[str] = ()) -> DeploymentRecord:
         """Ask a running deployment to stop at the next stage boundary and roll back what switched."""
-        dep = self.store.get(deployment_id)
-        if actor != dep.requested_by and not self.can_approve(dep.environment, actor):
+        dep = self.deployment(deployment_id)
+        if actor != dep.requested_by and not self.can_approve(dep.environment, actor, groups):
             self._refuse(actor, "abort_refused", dep.environment, dep.version,
                          "only the requester or an approver may abort", dep.id)
         if dep.state is not State.RUNNING:
@@ -298,6 +298,19 @@ class DeployService:
         return found
 
     # ---- reading ----------------------------------------------------------------------------------
+    def deployment(self, deployment_id: int) -> DeploymentRecord:
+        try:
+            return self.store.get(deployment_id)
+        except KeyError:
+            raise Refused(f"no deployment #{deployment_id}") from None
+
+    def approvals(self, deployment_id: int) -> list[ApprovalRecord]:
+        return self.store.approvals(deployment_id)
+
+    def remember_message(self, deployment_id: int, **meta: object) -> None:
+        """Where a front end shows this deployment (e.g. Slack channel and ts), so a restart can find it."""
+        self.store.update_meta(deployment_id, **meta)
+
     def live_hosts(self, env_name: str) -> list[HostStatus]:
         env = self.config.environment(env_name)
 
@@ -392,6 +405,9 @@ class DeployService:
                          detail={"seconds": round(outcome.seconds, 3), "failed_stage": outcome.failed_stage,
                                  "failed_host": outcome.failed_host, "error": fields["error"],
                                  "reverted_hosts": outcome.reverted_hosts})
+        self.events.emit(DeploymentFinished(dep.id, state=final.state.value, seconds=outcome.seconds,
+                                            failed_stage=outcome.failed_stage, failed_host=outcome.failed_host,
+                                            error=fields["error"]))
 
     def _take_lock(self, dep: DeploymentRecord) -> None:
         try:
@@ -402,16 +418,20 @@ class DeployService:
             self.store.transition(dep.id, [State.APPROVED], State.CANCELLED, finished_at=_now(), error=message)
             self._refuse(dep.requested_by, "refused", dep.environment, dep.version, message, dep.id)
 
+    def _check_artifact(self, env_name: str, version: str, actor: str) -> None:
+        """Cheap existence check (stat or HEAD) for requests and approvals; hashing waits for the run."""
+        try:
+            check_artifact(self.config, version)
+        except ArtifactMissing as exc:
+            self._refuse(actor, "refused", env_name, version, str(exc))
+
     def _refuse_if_locked(self, env_name: str, version: str | None, actor: str) -> None:
         lock = self.store.get_lock(env_name)
         if lock:
             self._refuse(actor, "refused", env_name, version, describe_lock(lock))
 
     def _pending(self, deployment_id: int, actor: str) -> DeploymentRecord:
-        try:
-            dep = self.store.get(deployment_id)
-        except KeyError:
-            raise Refused(f"no deployment #{deployment_id}") from None
+        self.deployment(deployment_id)
         self.expire_stale()
         dep = self.store.get(deployment_id)
         if dep.state is not State.PENDING_APPROVAL:
@@ -426,7 +446,7 @@ class DeployService:
         if dep.meta.get("hosts") != [h.name for h in env.hosts]:
             self._refuse(actor, "approval_refused", dep.environment, dep.version,
                          "the hosts changed since this request was shown; ask for a new deploy", dep.id)
-        self.plan(dep.environment, dep.version, actor)
+        self._check_artifact(dep.environment, dep.version, actor)
         self._refuse_if_locked(dep.environment, dep.version, actor)
 
     def _approval_count(self, deployment_id: int) -> int:

@@ -14,10 +14,10 @@ from slack_bolt import Ack, App
 
 from bot.domain import State
 from bot.service import Refused
+from bot.store import DeploymentRecord
 from handlers import blocks
 from handlers.commands import open_rollback_modal
 from handlers.context import Bot
-from handlers.progress import _read
 
 log = logging.getLogger(__name__)
 
@@ -66,19 +66,24 @@ def _click(body: dict) -> tuple[str, str, int]:
     return body["user"]["id"], _channel(body), int(value) if value.isdigit() else -1
 
 
-def _groups(bot: Bot, user: str, environment: str) -> list[str]:
-    env = bot.service.config.environments.get(environment)
-    return bot.groups.groups_of(user, env.approval.approvers) if env else []
+def _caller(bot: Bot, user: str, dep_id: int) -> tuple[DeploymentRecord, list[str]]:
+    """The deployment clicked on, and the approver groups the clicker belongs to (for its environment)."""
+    dep = bot.service.deployment(dep_id)
+    env = bot.service.config.environments.get(dep.environment)
+    return dep, bot.groups.groups_of(user, env.approval.approvers) if env else []
+
+
+def _refused(bot: Bot, channel: str, user: str, dep_id: int, exc: Exception) -> None:
+    bot.ephemeral(channel, user, f":no_entry: {exc}")
+    bot.board.refresh(dep_id)  # e.g. it expired meanwhile: the buttons go
 
 
 def approve(bot: Bot, user: str, channel: str, dep_id: int) -> None:
     try:
-        dep, _ = _read(bot.service, dep_id)
-        result = bot.service.approve(dep_id, user, groups=_groups(bot, user, dep.environment))
-    except (Refused, KeyError) as exc:
-        bot.ephemeral(channel, user, f":no_entry: {exc}")
-        bot.board.refresh(dep_id)  # e.g. it expired: the buttons go
-        return
+        _, groups = _caller(bot, user, dep_id)
+        result = bot.service.approve(dep_id, user, groups=groups)
+    except Refused as exc:
+        return _refused(bot, channel, user, dep_id, exc)
     bot.board.refresh(dep_id)
     if result.started:
         bot.start(dep_id)
@@ -89,14 +94,11 @@ def approve(bot: Bot, user: str, channel: str, dep_id: int) -> None:
 
 def open_reject(bot: Bot, user: str, channel: str, dep_id: int, trigger_id: str) -> None:
     try:
-        dep, _ = _read(bot.service, dep_id)
-        groups = _groups(bot, user, dep.environment)
+        dep, groups = _caller(bot, user, dep_id)
         if not bot.service.can_approve(dep.environment, user, groups) or dep.state is not State.PENDING_APPROVAL:
             bot.service.reject(dep_id, user, groups=groups)  # refuses, and audits the attempt
-    except (Refused, KeyError) as exc:
-        bot.ephemeral(channel, user, f":no_entry: {exc}")
-        bot.board.refresh(dep_id)
-        return
+    except Refused as exc:
+        return _refused(bot, channel, user, dep_id, exc)
     bot.client.views_open(trigger_id=trigger_id, view=blocks.reject_modal(dep, channel))
 
 
@@ -105,9 +107,9 @@ def reject_submit(bot: Bot, ack: Ack, user: str, view: dict) -> None:
     dep_id = int(meta.get("deployment", -1))
     reason = (_value(view, "reason") or "").strip()
     try:
-        dep, _ = _read(bot.service, dep_id)
-        bot.service.reject(dep_id, user, reason, groups=_groups(bot, user, dep.environment))
-    except (Refused, KeyError) as exc:
+        _, groups = _caller(bot, user, dep_id)
+        bot.service.reject(dep_id, user, reason, groups=groups)
+    except Refused as exc:
         ack(response_action="errors", errors={"reason": str(exc)[:150]})
         return
     ack()
@@ -116,10 +118,10 @@ def reject_submit(bot: Bot, ack: Ack, user: str, view: dict) -> None:
 
 def abort(bot: Bot, user: str, channel: str, dep_id: int) -> None:
     try:
-        bot.service.abort(dep_id, user)
-    except (Refused, KeyError) as exc:
-        bot.ephemeral(channel, user, f":no_entry: {exc}")
-        return
+        _, groups = _caller(bot, user, dep_id)
+        bot.service.abort(dep_id, user, groups=groups)
+    except Refused as exc:
+        return _refused(bot, channel, user, dep_id, exc)
     bot.board.refresh(dep_id)
 
 

@@ -21,7 +21,7 @@ from slack_sdk import WebClient
 from bot.domain import State
 from bot.service import DeployService, Refused
 from handlers.approvers import GroupCache
-from handlers.progress import ProgressBoard, _read, remember_message
+from handlers.progress import ProgressBoard
 
 log = logging.getLogger(__name__)
 Responder = Callable[[str, dict], None]  # (response_url, message payload)
@@ -66,14 +66,14 @@ class Bot:
 
     def announce(self, deployment_id: int, channel: str) -> None:
         """Post the deployment's message; an approved one (no approval needed) starts right away."""
-        dep, _ = _read(self.service, deployment_id)
+        dep = self.service.deployment(deployment_id)
         if dep.state is State.PENDING_APPROVAL:
             try:
                 live = {h.name: h.release for h in self.service.live_hosts(dep.environment)}
             except Exception as exc:  # noqa: BLE001 - the request still shows, with unknown versions
                 log.warning("live versions of %s unreadable: %s", dep.environment, exc)
                 live = {}
-            remember_message(self.service, deployment_id, hosts_now=live)
+            self.service.remember_message(deployment_id, hosts_now=live)
         self.board.announce(deployment_id, channel)
         if dep.state is State.APPROVED:
             self.start(deployment_id)

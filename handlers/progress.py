@@ -18,7 +18,7 @@ from slack_sdk import WebClient
 
 from bot.engine.events import DeploymentFinished, Event
 from bot.service import DeployService
-from bot.store import ApprovalRecord, DeploymentRecord
+from bot.store import DeploymentRecord
 from handlers import blocks
 from handlers.checklist import Checklist
 
@@ -154,7 +154,7 @@ class ProgressBoard:
                         self._busy -= 1
 
     def _draw(self, dep_id: int) -> None:
-        dep, approvals = _read(self.service, dep_id)
+        dep, approvals = self.service.deployment(dep_id), self.service.approvals(dep_id)
         m = self._message(dep)
         if m is None:
             return  # started outside Slack (CLI): nothing to draw
@@ -163,7 +163,7 @@ class ProgressBoard:
         if m.ts is None:
             res = self.client.chat_postMessage(channel=m.channel, text=text, blocks=body, unfurl_links=False)
             m.ts = res["ts"]
-            remember_message(self.service, dep_id, slack_channel=m.channel, slack_ts=m.ts)
+            self.service.remember_message(dep_id, slack_channel=m.channel, slack_ts=m.ts)
         else:
             self.client.chat_update(channel=m.channel, ts=m.ts, text=text, blocks=body)
         m.last_sent = time.monotonic()
@@ -182,14 +182,3 @@ class ProgressBoard:
         if m is None and dep.meta.get("slack_channel"):
             m = self._messages[dep.id] = _Message(str(dep.meta["slack_channel"]), dep.meta.get("slack_ts"))
         return m
-
-
-# ---- the only places the Slack front end reads or writes deployment records directly ---------------------
-def _read(service: DeployService, dep_id: int) -> tuple[DeploymentRecord, list[ApprovalRecord]]:
-    """TODO(lead): replace with service.deployment(id) and service.approvals(id) once they exist."""
-    return service.store.get(dep_id), service.store.approvals(dep_id)
-
-
-def remember_message(service: DeployService, deployment_id: int, **meta: object) -> None:
-    """TODO(lead): replace with service.remember_message(deployment_id, **meta) once it exists."""
-    service.store.update_meta(deployment_id, **meta)

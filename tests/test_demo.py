@@ -25,4 +25,5 @@ def test_demo_tells_the_whole_story_and_exits_zero(tmp_path):
     assert pids
     for pid_file in pids:
         pid = int(pid_file.read_text())
-        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(") ")[1][0] == "Z"
+        stat = Path(f"/proc/{pid}/stat")
+        assert not stat.exists() or stat.read_text().split(") ")[1][0] == "Z"

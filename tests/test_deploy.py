@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import urllib.request
 
 import pytest
 
@@ -11,19 +10,6 @@ from bot.config import load_config
 from bot.domain import State
 from bot.service import DeployService
 from bot.store import Store
-
-
-def answering(host) -> str | None:
-    try:
-        with urllib.request.urlopen(f"http://{host.address}:8000/health", timeout=2) as resp:
-            return json.loads(resp.read())["version"]
-    except OSError:
-        return None
-
-
-def current(host) -> str | None:
-    link = host.srv / "app" / "current"
-    return link.readlink().name if link.is_symlink() else None
 
 
 def tree(host) -> list[str]:
@@ -54,8 +40,8 @@ def test_deploy_to_three_hosts_then_status_shows_each_host(hosts, make_config, c
     assert "SUCCEEDED" in first.stdout
     for stage in ("preflight", "backup", "upload", "migrate", "switch", "restart", "health", "verify", "cleanup"):
         assert stage in first.stdout
-    assert [current(h) for h in three] == ["v1.0.0"] * 3
-    assert [answering(h) for h in three] == ["v1.0.0"] * 3
+    assert [h.current() for h in three] == ["v1.0.0"] * 3
+    assert [h.answering() for h in three] == ["v1.0.0"] * 3
 
     second = cli("deploy", "prod", "v1.1.0", "--yes", config=config)
     assert second.returncode == 0, second.stderr
@@ -95,7 +81,7 @@ def test_missing_env_var_fails_preflight_and_changes_nothing(hosts, make_config,
     assert dep.state is State.FAILED and dep.failed_stage == "preflight"
     assert three[1].name in dep.error and "DATABASE_URL" in dep.error
     assert [tree(h) for h in three] == before
-    assert [answering(h) for h in three] == ["v1.0.0"] * 3
+    assert [h.answering() for h in three] == ["v1.0.0"] * 3
     # the value of the secret never reaches the trail
     trail = json.dumps([e.detail for e in svc.store.audit_events()]) + dep.error
     assert "s3cr3t" not in trail
@@ -119,7 +105,7 @@ def test_corrupted_upload_is_caught_by_checksum_and_nothing_switches(hosts, make
     assert dep.state is State.FAILED and dep.failed_stage == "upload"
     assert "checksum mismatch" in dep.error
     for h in two:
-        assert current(h) == "v1.0.0" and answering(h) == "v1.0.0"
+        assert h.current() == "v1.0.0" and h.answering() == "v1.0.0"
         assert not (h.srv / "app" / "releases" / "v1.1.0").exists()
 
 
@@ -129,8 +115,8 @@ def test_migration_failure_stops_before_switch(hosts, make_config, service):
     svc.deploy("prod", "v1.0.0", "cli:test")
     dep = svc.deploy("prod", "v1.7.0", "cli:test")
     assert dep.state is State.FAILED and dep.failed_stage == "migrate"
-    assert [current(h) for h in two] == ["v1.0.0"] * 2
-    assert [answering(h) for h in two] == ["v1.0.0"] * 2
+    assert [h.current() for h in two] == ["v1.0.0"] * 2
+    assert [h.answering() for h in two] == ["v1.0.0"] * 2
     stages = [s.stage for s in svc.store.stages(dep.id)]
     assert "switch" not in stages and "restart" not in stages
 
@@ -144,8 +130,8 @@ def test_failed_health_gate_rolls_back_on_its_own(hosts, make_config, service, b
     dep = svc.deploy("prod", bad, "cli:test")
     assert dep.state is State.ROLLED_BACK and dep.failed_stage == "health"
     assert reason in dep.error
-    assert [current(h) for h in three] == ["v1.0.0"] * 3
-    assert [answering(h) for h in three] == ["v1.0.0"] * 3
+    assert [h.current() for h in three] == ["v1.0.0"] * 3
+    assert [h.answering() for h in three] == ["v1.0.0"] * 3
     actions = [e.action for e in svc.store.audit_events(deployment_id=dep.id)]
     assert "auto_rollback_started" in actions and actions[-1] == "deploy_finished"
     reverts = [s for s in svc.store.stages(dep.id) if s.stage == "revert"]
@@ -166,7 +152,7 @@ def test_verification_window_failure_rolls_back(hosts, make_config, service):
     threading.Thread(target=kill_new_app_later).start()
     dep = svc.deploy("prod", "v1.1.0", "cli:test")
     assert dep.state is State.ROLLED_BACK and dep.failed_stage == "verify"
-    assert current(one[0]) == "v1.0.0" and answering(one[0]) == "v1.0.0"
+    assert one[0].current() == "v1.0.0" and one[0].answering() == "v1.0.0"
 
 
 def test_backup_failure_stops_before_touching_the_release(hosts, make_config, service):
@@ -177,7 +163,7 @@ def test_backup_failure_stops_before_touching_the_release(hosts, make_config, se
     dep = svc.deploy("prod", "v1.1.0", "cli:test")
     assert dep.state is State.FAILED and dep.failed_stage == "backup"
     for h in two:
-        assert current(h) == "v1.0.0" and answering(h) == "v1.0.0"
+        assert h.current() == "v1.0.0" and h.answering() == "v1.0.0"
         assert not (h.srv / "app" / "releases" / "v1.1.0").exists()
         assert list((h.srv / "app" / "backups").iterdir()) == []  # the first deploy had nothing; no half backup
 
@@ -195,7 +181,7 @@ def test_unreachable_host_fails_preflight_fast_and_names_it(hosts, make_config, 
     assert dep.state is State.FAILED and dep.failed_stage == "preflight"
     assert three[2].name in dep.error and "unreachable" in dep.error
     assert dep.seconds < 2 + 5  # bounded by the connect timeout, not a hang
-    assert [current(h) for h in three] == ["v1.0.0"] * 3
+    assert [h.current() for h in three] == ["v1.0.0"] * 3
 
 
 def test_unknown_host_key_is_refused(hosts, make_config, service, tmp_path):
@@ -216,8 +202,8 @@ def test_rolling_failure_in_second_batch_reverts_only_switched_hosts(hosts, make
         f.write("UNHEALTHY_VERSIONS=v1.1.0\n")
     dep = svc.deploy("prod", "v1.1.0", "cli:test")
     assert dep.state is State.ROLLED_BACK and dep.failed_stage == "health" and dep.failed_host == hosts[1].name
-    assert [current(h) for h in hosts] == ["v1.0.0"] * 4
-    assert [answering(h) for h in hosts] == ["v1.0.0"] * 4
+    assert [h.current() for h in hosts] == ["v1.0.0"] * 4
+    assert [h.answering() for h in hosts] == ["v1.0.0"] * 4
     reverted = {s.host for s in svc.store.stages(dep.id) if s.stage == "revert"}
     assert reverted == {hosts[0].name, hosts[1].name}
     switched = {s.host for s in svc.store.stages(dep.id) if s.stage == "switch"}
@@ -234,8 +220,8 @@ def test_rollback_after_good_deploy_restores_previous_everywhere(hosts, make_con
     res = cli("rollback", "prod", "--reason", "incident 42", config=config)
     assert res.returncode == 0, res.stderr
     assert "warning: migrations ran" in res.stderr
-    assert [current(h) for h in three] == ["v1.0.0"] * 3
-    assert [answering(h) for h in three] == ["v1.0.0"] * 3
+    assert [h.current() for h in three] == ["v1.0.0"] * 3
+    assert [h.answering() for h in three] == ["v1.0.0"] * 3
     hist = cli("history", "prod", config=config).stdout.splitlines()
     assert "rollback" in hist[0] and "v1.0.0" in hist[0] and "succeeded" in hist[0]
 
@@ -250,7 +236,7 @@ def test_rollback_with_restore_db_runs_restore_against_the_right_backup(hosts, m
     dep = svc.rollback("prod", "cli:test", restore_db=True, reason="bad migration")
     assert dep.state is State.SUCCEEDED
     assert (one[0].srv / "app" / "shared" / "restored.sql").read_text().strip() == "db at v1.0.0"
-    assert current(one[0]) == "v1.0.0"
+    assert one[0].current() == "v1.0.0"
 
 
 def test_cleanup_keeps_n_releases_and_never_current_or_previous(hosts, make_config, service):

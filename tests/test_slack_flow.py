@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import time
-import urllib.request
 
 import pytest
 import requests
@@ -18,13 +17,6 @@ DEV, PM, PM2, EVE = "U0DEV", "U0PM", "U0PM2", "U0EVE"
 GROUP = "S0PMS"
 STAGES = ("preflight", "backup", "upload", "migrate", "switch", "restart", "health", "verify", "cleanup")
 
-
-def answering(host) -> str | None:
-    try:
-        with urllib.request.urlopen(f"http://{host.address}:8000/health", timeout=2) as resp:
-            return json.loads(resp.read())["version"]
-    except OSError:
-        return None
 
 
 @pytest.fixture
@@ -112,7 +104,7 @@ def test_deploy_approve_progress_success(world, hosts):
     assert any("running:" in u.text and "abort" in u.buttons() for u in updates)  # a running state was shown
     assert len(updates) < 40  # coalesced, not one per event
     assert any("`health` done" in c.text for c in bot.fake.thread(ts))
-    assert [answering(h) for h in two] == ["v1.0.0", "v1.0.0"]
+    assert [h.answering() for h in two] == ["v1.0.0", "v1.0.0"]
 
     trail = actions(bot)
     assert (DEV, "deploy_requested", "pending_approval") in trail
@@ -238,7 +230,7 @@ def test_double_click_and_two_approvers_at_once_give_one_deployment(world, hosts
     trail = actions(bot)
     assert len([a for a in trail if a[1] == "deploy_started"]) == 1
     assert len([a for a in trail if a[1] == "deploy_finished"]) == 1
-    assert [answering(h) for h in two] == ["v1.0.0"] * 2
+    assert [h.answering() for h in two] == ["v1.0.0"] * 2
     assert bot.fake.of("usergroups.users.list")  # membership was asked of Slack
     assert len(bot.fake.of("usergroups.users.list")) == 1  # and cached
 
@@ -260,7 +252,7 @@ def test_quorum_of_two_waits_for_the_second_approver(world, hosts):
     bot.slack.click("approve", dep, PM2, ts)
     final = wait_final(bot, ts)
     assert "Succeeded* in" in final.text and "Approved by <@U0PM>, <@U0PM2>" in final.text
-    assert answering(hosts[0]) == "v1.0.0"
+    assert hosts[0].answering() == "v1.0.0"
 
 
 def test_reject_with_a_reason(world, hosts):
@@ -301,7 +293,7 @@ def test_failing_version_rolls_back_and_the_roll_back_button_works(world, hosts)
     assert ":x: health — failed" in text and ":white_circle:" not in text
     assert failed.buttons() == ["rollback_open"]
     assert any("rolling back" in c.text for c in bot.fake.thread(failed.params.get("ts") or failed.params["_ts"]))
-    assert [answering(h) for h in two] == ["v1.1.0"] * 2  # auto-rollback
+    assert [h.answering() for h in two] == ["v1.1.0"] * 2  # auto-rollback
 
     mark = bot.fake.mark()
     bot.slack.click("rollback_open", "prod", DEV, failed.params.get("ts") or failed.params["_ts"])
@@ -316,7 +308,7 @@ def test_failing_version_rolls_back_and_the_roll_back_button_works(world, hosts)
     final = wait_final(bot, msg.params["_ts"])
     assert "Roll back *v1.0.0* → *prod*" in final.text and "Succeeded* in" in final.text
     assert "v1.1.0 slow checkout" in final.text
-    assert [answering(h) for h in two] == ["v1.0.0"] * 2
+    assert [h.answering() for h in two] == ["v1.0.0"] * 2
     assert (DEV, "rollback_requested", "approved") in actions(bot)
 
 
@@ -343,7 +335,7 @@ def test_rollback_command_opens_modal_and_status_reads_hosts_live(world, hosts):
     msg = request_message(bot, mark)
     final = wait_final(bot, msg.params["_ts"])
     assert "Succeeded* in" in final.text and "checkout broken" in final.text
-    assert [answering(h) for h in two] == ["v1.0.0"] * 2
+    assert [h.answering() for h in two] == ["v1.0.0"] * 2
     rollback = next(a for a in bot.service.store.audit_events() if a.action == "rollback_requested")
     assert rollback.actor == DEV and rollback.detail["reason"] == "checkout broken"
 
@@ -405,6 +397,6 @@ def test_slack_429_and_500_during_a_deploy_do_not_hurt_it(world, hosts):
     for stage in STAGES:
         assert f":white_check_mark: {stage} — done" in final.text
     assert [c.status for c in bot.fake.calls if c.status != 200] == [429, 429, 500, 500, 500]
-    assert [answering(h) for h in two] == ["v1.0.0"] * 2
+    assert [h.answering() for h in two] == ["v1.0.0"] * 2
     finished = next(a for a in bot.service.store.audit_events() if a.action == "deploy_finished")
     assert finished.outcome == "succeeded" and finished.detail["seconds"] < 30

@@ -1,5 +1,8 @@
 """Run a plan: prepare every host, publish batch by batch, verify, clean up; revert what switched on failure.
 
+The pipeline returns an Outcome; the service writes the final state and only then emits DeploymentFinished,
+so a subscriber that reads the store on that event sees the end state.
+
 in-place is rolling with one batch holding every host, so there is one algorithm, not two.
 """
 
@@ -14,7 +17,6 @@ from bot.config import Host
 from bot.domain import Kind, Stage, State
 from bot.engine import commands, health
 from bot.engine.events import (
-    DeploymentFinished,
     DeploymentStarted,
     EventBus,
     RollbackStarted,
@@ -86,9 +88,6 @@ class Pipeline:
             outcome = self._recover(exc)
         outcome.previous_version = self._previous_version()
         outcome.seconds = time.monotonic() - started
-        self._emit(DeploymentFinished(plan.deployment_id, state=outcome.state.value, seconds=outcome.seconds,
-                                      failed_stage=outcome.failed_stage, failed_host=outcome.failed_host,
-                                      error=outcome.error))
         return outcome
 
     def _deploy_steps(self) -> None:
@@ -252,7 +251,8 @@ class Pipeline:
                              stop=self.cancel_requested)
         if probe.ok and self.cancel_requested():
             return Result(host.name, None, error="aborted by request during the verification window")
-        return Result(host.name, 0 if probe.ok else 1, probe.detail if probe.ok else "", "" if probe.ok else probe.detail)
+        detail = probe.detail
+        return Result(host.name, 0 if probe.ok else 1, detail if probe.ok else "", "" if probe.ok else detail)
 
     def _cleanup(self, host: Host) -> Result:
         state = self.hosts[host.name]

@@ -98,8 +98,21 @@ def stage_commands(plan: Plan, stage: Stage, path: str) -> list[str]:
     if stage is Stage.RESTORE_DB:
         return env.backup.restore_commands
     if stage is Stage.PREFLIGHT:
-        return ["reachable, disk >= %d MB, env vars %s in shared/.env" % (env.min_free_mb, env.required_env)]
+        return [f"reachable, disk >= {env.min_free_mb} MB, env vars {env.required_env} in shared/.env"]
     return []
+
+
+def check_artifact(config: Config, version: str) -> None:
+    """Does the artifact exist? A stat or an HTTP HEAD: cheap enough for every request and approval."""
+    location = config.artifact_for(version)
+    if location.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(urllib.request.Request(location, method="HEAD"), timeout=5):  # noqa: S310
+                return
+        except OSError as exc:
+            raise ArtifactMissing(f"artifact not downloadable: {location}: {exc}") from None
+    if not Path(location).is_file():
+        raise ArtifactMissing(f"artifact for {version} not found: {location}")
 
 
 def resolve_artifact(config: Config, version: str) -> Artifact:

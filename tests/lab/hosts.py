@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import re
 import shutil
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 from tests.lab import sshd
@@ -255,6 +257,19 @@ class LabHost:
         Not over SSH, so not recorded in commands()."""
         return subprocess.run([*self._nsenter(), "sh", "-c", command], capture_output=True, text=True,
                               check=check, timeout=timeout, env=HOST_ENV, cwd="/")
+
+    def answering(self, port: int = 8000) -> str | None:
+        """The version the sample app on this host reports on /health, or None when nothing answers."""
+        try:
+            with urllib.request.urlopen(f"http://{self.address}:{port}/health", timeout=2) as resp:
+                return json.loads(resp.read())["version"]
+        except OSError:
+            return None
+
+    def current(self, app: str = "app") -> str | None:
+        """The release /srv/<app>/current points at, or None."""
+        link = self.srv / app / "current"
+        return link.readlink().name if link.is_symlink() else None
 
     def processes(self, include_sshd: bool = False) -> list[Proc]:
         """Processes in the host (zombies included, see Proc.alive); sshd and its sessions left out by default."""
