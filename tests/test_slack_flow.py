@@ -400,3 +400,66 @@ def test_slack_429_and_500_during_a_deploy_do_not_hurt_it(world, hosts):
     assert [h.answering() for h in two] == ["v1.0.0"] * 2
     finished = next(a for a in bot.service.store.audit_events() if a.action == "deploy_finished")
     assert finished.outcome == "succeeded" and finished.detail["seconds"] < 30
+
+
+# ---- (h) the running deployment's controls, dry runs, rolling progress ----------------------------------------
+def test_abort_button_stops_a_running_deploy_and_rolls_back(world, hosts):
+    two = hosts[:2]
+    bot = world(two, approval={"approvers": [PM, GROUP]}, verify_seconds=30)
+    assert bot.service.deploy("prod", "v1.0.0", "cli:ops").state.value == "succeeded"
+    bot.slack.command("/deploy", "prod v1.1.0", DEV)
+    req = request_message(bot)
+    ts, dep = req.params["_ts"], str(deployment_id(req))
+    bot.slack.click("approve", dep, PM, ts)
+    running = bot.fake.wait_for(lambda: (m := latest(bot, ts)) and "running: verify" in m.text and m, 60)
+    assert "abort" in running.buttons()
+    assert [h.answering() for h in two] == ["v1.1.0"] * 2  # switched, inside the verification window
+
+    mark = bot.fake.mark()
+    bot.slack.click("abort", dep, EVE, ts)  # neither the requester nor an approver
+    bot.fake.wait_for(lambda: ephemerals(bot, EVE, mark))
+    assert "only the requester or an approver may abort" in ephemerals(bot, EVE, mark)[0]
+
+    bot.slack.click("abort", dep, PM2, ts)  # an approver through the user group
+    final = wait_final(bot, ts)
+    assert "Failed and rolled back* in" in final.text and "aborted by request" in final.text
+    assert [h.answering() for h in two] == ["v1.0.0"] * 2
+    assert [h.current() for h in two] == ["v1.0.0"] * 2
+    trail = actions(bot)
+    assert (EVE, "abort_refused", "refused") in trail and (PM2, "abort_requested", "aborting") in trail
+    assert (DEV, "deploy_finished", "rolled_back") in trail
+    assert bot.service.store.get_lock("prod") is None
+
+
+def test_dry_run_from_slack_shows_the_plan_and_runs_nothing(world, hosts):
+    two = hosts[:2]
+    bot = world(two, approval={"approvers": [PM]})
+    mark = bot.fake.mark()
+    r = bot.slack.command("/deploy", "prod v1.1.0 --dry-run", DEV)
+    assert "dry run" in r.json()["text"]
+    answer = bot.fake.wait_for(lambda: bot.fake.of("response_url", since=mark))[0]
+    assert answer.params["response_type"] == "ephemeral" and "Dry run, nothing ran" in answer.text
+    for h in two:
+        assert f"{h.name} ({h.address})" in answer.text
+    assert "preflight -> backup -> upload -> migrate -> switch -> restart -> health -> verify -> cleanup" \
+        in answer.text.replace("&gt;", ">")
+    assert "s3cr3t" not in answer.text
+    bot.settle()
+    assert bot.fake.of("chat.postMessage", since=mark) == []  # no approval request
+    assert bot.service.history("prod") == []
+    assert all(not h.commands() for h in two)
+
+
+def test_rolling_deploy_shows_each_host_as_it_goes(world, hosts):
+    bot = world(hosts, strategy={"kind": "rolling", "batch_size": 1}, verify_seconds=0)
+    final = _deploy_now(bot, "v1.0.0")
+    assert "Succeeded* in" in final.text
+    names = [h.name for h in hosts]
+    assert all(f":white_check_mark: `{n}` cleanup" in final.text for n in names)
+    updates = [c.text for c in bot.fake.of("chat.update") if c.params["ts"] == final.params["ts"]]
+    # mid-way, some hosts were already switched and serving while the others still waited on the old release
+    def split(u: str) -> bool:
+        stages = set(re.findall(r"`h\d` (\w+)", u))
+        return bool(stages & {"switch", "restart", "health"}) and "upload" in stages
+    assert any(split(u) for u in updates), updates
+    assert [h.answering() for h in hosts] == ["v1.0.0"] * len(hosts)
