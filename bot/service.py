@@ -175,11 +175,9 @@ class DeployService:
         if actor == dep.requested_by and not env.approval.allow_self_approval:
             self._refuse(actor, "approval_refused", dep.environment, dep.version,
                          "you cannot approve your own deploy", dep.id)
-        if not self.store.add_approval(dep.id, actor, "approve"):
-            count = self._approval_count(dep.id)
-            return ApprovalResult(self.store.get(dep.id), count, env.approval.approvals_required, False)
-        self.store.audit(actor=actor, action="approved", environment=dep.environment, version=dep.version,
-                         outcome="approve", deployment_id=dep.id)
+        if self.store.add_approval(dep.id, actor, "approve"):  # a repeat click counts once, but may retry the start
+            self.store.audit(actor=actor, action="approved", environment=dep.environment, version=dep.version,
+                             outcome="approve", deployment_id=dep.id)
         count = self._approval_count(dep.id)
         needed = env.approval.approvals_required
         if count < needed:

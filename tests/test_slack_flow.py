@@ -463,3 +463,48 @@ def test_rolling_deploy_shows_each_host_as_it_goes(world, hosts):
         return bool(stages & {"switch", "restart", "health"}) and "upload" in stages
     assert any(split(u) for u in updates), updates
     assert [h.answering() for h in hosts] == ["v1.0.0"] * len(hosts)
+
+
+def test_approval_rechecks_what_the_request_showed(world, hosts, artifacts, tmp_path):
+    own = tmp_path / "artifacts"
+    own.mkdir()
+    for v in ("v1.0.0", "v1.1.0"):
+        (own / f"sampleapp-{v}.tar.gz").write_bytes((artifacts / f"sampleapp-{v}.tar.gz").read_bytes())
+    bot = world(hosts[:1], approval={"approvers": [PM]}, artifact=str(own / "sampleapp-{version}.tar.gz"))
+
+    def click_approve(version: str) -> str:
+        mark = bot.fake.mark()
+        bot.slack.command("/deploy", f"prod {version}", DEV)
+        req = request_message(bot, mark)
+        m = bot.fake.mark()
+        bot.slack.click("approve", str(deployment_id(req)), PM, req.params["_ts"])
+        return bot.fake.wait_for(lambda: ephemerals(bot, PM, m))[0]
+
+    # frozen after the request was shown: refused; once unfrozen, the approver's next click starts it
+    mark = bot.fake.mark()
+    bot.slack.command("/deploy", "prod v1.0.0", DEV)
+    first = request_message(bot, mark)
+    bot.slack.command("/lock", "prod incident 7", EVE)
+    m = bot.fake.mark()
+    bot.slack.click("approve", str(deployment_id(first)), PM, first.params["_ts"])
+    assert "prod is frozen: held by U0EVE" in bot.fake.wait_for(lambda: ephemerals(bot, PM, m))[0]
+    bot.settle()
+    assert not [a for a in actions(bot) if a[1] == "deploy_started"] and not hosts[0].current()
+    bot.slack.command("/unlock", "prod", EVE)
+    bot.slack.click("approve", str(deployment_id(first)), PM, first.params["_ts"])
+    assert "Succeeded* in" in wait_final(bot, first.params["_ts"]).text
+    assert hosts[0].answering() == "v1.0.0"
+
+    # the artifact vanished after the request was shown
+    mark = bot.fake.mark()
+    bot.slack.command("/deploy", "prod v1.1.0", DEV)
+    req = request_message(bot, mark)
+    (own / "sampleapp-v1.1.0.tar.gz").unlink()
+    m = bot.fake.mark()
+    bot.slack.click("approve", str(deployment_id(req)), PM, req.params["_ts"])
+    assert "artifact for v1.1.0 not found" in bot.fake.wait_for(lambda: ephemerals(bot, PM, m))[0]
+    bot.settle()
+    assert len([a for a in actions(bot) if a[1] == "deploy_started"]) == 1
+    assert [a[1:] for a in actions(bot) if a[0] == PM] == [("approved", "approve"), ("refused", "refused"),
+                                                          ("approved", "approve"), ("refused", "refused")]
+    assert hosts[0].answering() == "v1.0.0"
