@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -102,10 +103,10 @@ class Runtime:
         self.service.history(limit=1)  # the store answers
         return {"deploys_running": sum(1 for d in self.service.history(limit=20) if d.state.is_active)}
 
-    def wsgi(self) -> Callable:
+    def wsgi(self, *, slack_over_http: bool = True) -> Callable:
         from bot.web import make_wsgi
 
-        return make_wsgi(self.app, self.metrics, self.healthy)
+        return make_wsgi(self.app, self.metrics, self.healthy, slack_over_http=slack_over_http)
 
     def close(self) -> None:
         self._stop.set()
@@ -129,7 +130,7 @@ def build(service: DeployService, *, token: str, signing_secret: str | None, bas
           interval: float = 1.0, deploy_workers: int = 4, job_workers: int = 8) -> Runtime:
     """Wire a Bolt app to the service. verify_requests=False only for the in-process console adapter."""
     client = client or build_client(token, base_url)
-    app = App(client=client, signing_secret=signing_secret or "unused-in-socket-mode",
+    app = App(client=client, signing_secret=signing_secret or secrets.token_hex(32),
               process_before_response=True, request_verification_enabled=verify_requests)
     deploys = BoundedExecutor(deploy_workers, backlog=deploy_workers * 4, name="deploy")
     jobs = BoundedExecutor(job_workers, backlog=200, name="slack-job")
@@ -165,6 +166,7 @@ def serve(port: int = 3000) -> None:
 
         handler = SocketModeHandler(runtime.app, app_token, web_client=runtime.bot.client)
         handler.connect()
-        log.info("Socket Mode connected; health and metrics on :%s", port)
-    log.info("serving on :%s (POST /slack/events, GET /healthz, GET /metrics)", port)
-    waitress.serve(runtime.wsgi(), host="0.0.0.0", port=port, threads=16, ident="deploybot")
+        log.info("Socket Mode connected; GET /healthz and GET /metrics on :%s", port)
+    else:
+        log.info("serving on :%s (POST /slack/events, GET /healthz, GET /metrics)", port)
+    waitress.serve(runtime.wsgi(slack_over_http=not app_token), host="0.0.0.0", port=port, threads=16, ident="deploybot")

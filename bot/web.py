@@ -19,12 +19,14 @@ log = logging.getLogger(__name__)
 SLACK_PATH = "/slack/events"
 
 
-def make_wsgi(app: App, metrics: Metrics, healthy: Callable[[], dict]) -> Callable:
+def make_wsgi(app: App, metrics: Metrics, healthy: Callable[[], dict], *, slack_over_http: bool = True) -> Callable:
+    """slack_over_http=False (Socket Mode): Slack's events arrive over the WebSocket and there is no signing secret
+    to check HTTP requests against, so the Slack path is not served at all."""
     slack = SlackRequestHandler(app, path=SLACK_PATH)
 
     def wsgi(environ: dict, start_response: Callable) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
-        if path == SLACK_PATH and method == "POST":
+        if slack_over_http and path == SLACK_PATH and method == "POST":
             started = time.perf_counter()
             seen: list[str] = []
 
