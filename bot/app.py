@@ -18,9 +18,13 @@ from datetime import datetime
 from typing import Any
 
 from slack_bolt import App
+from slack_bolt.error import BoltError
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
+from bot.config import Config
 from bot.metrics import Metrics
+from bot.redact import redact
 from bot.service import DeployService
 from handlers.context import Bot, Responder
 from handlers.registry import post_response_url, register, retry_handlers
@@ -138,13 +142,12 @@ def build(service: DeployService, *, token: str, signing_secret: str | None, bas
     return Runtime(service, app, bot, Metrics(service), deploys, jobs)
 
 
-def serve(port: int = 3000) -> None:
+def serve(config: Config, port: int = 3000) -> None:
     """`deploybot serve`: Socket Mode when SLACK_APP_TOKEN is set, else HTTP (waitress) on `port`.
 
     /healthz and /metrics are served over HTTP in both modes (container health checks, Prometheus)."""
     import waitress
 
-    from bot.config import load_config
     from bot.store import Store
 
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
@@ -156,17 +159,21 @@ def serve(port: int = 3000) -> None:
         raise SystemExit("SLACK_BOT_TOKEN is not set")
     if not app_token and not secret:
         raise SystemExit("SLACK_SIGNING_SECRET is required in HTTP mode (or set SLACK_APP_TOKEN for Socket Mode)")
-    service = DeployService(load_config(), Store())
+    service = DeployService(config, Store())
     for dep in service.recover_interrupted():
         log.warning("deployment #%s was interrupted by a restart", dep.id)
-    runtime = build(service, token=token, signing_secret=secret)
+    try:  # Bolt checks the token with auth.test at start; Socket Mode opens its WebSocket
+        runtime = build(service, token=token, signing_secret=secret)
+        if app_token:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            SocketModeHandler(runtime.app, app_token, web_client=runtime.bot.client).connect()
+    except (OSError, SlackApiError, BoltError) as exc:
+        raise SystemExit(f"cannot start: Slack at {api_url()} refused or did not answer: {redact(str(exc))}") from None
     runtime.start_sweeper()
     if app_token:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-        handler = SocketModeHandler(runtime.app, app_token, web_client=runtime.bot.client)
-        handler.connect()
         log.info("Socket Mode connected; GET /healthz and GET /metrics on :%s", port)
     else:
         log.info("serving on :%s (POST /slack/events, GET /healthz, GET /metrics)", port)
-    waitress.serve(runtime.wsgi(slack_over_http=not app_token), host="0.0.0.0", port=port, threads=16, ident="deploybot")
+    wsgi = runtime.wsgi(slack_over_http=not app_token)
+    waitress.serve(wsgi, host="0.0.0.0", port=port, threads=16, ident="deploybot")

@@ -206,9 +206,7 @@ def serve(port: Annotated[int, typer.Option(help="HTTP port when not in Socket M
     """Run the Slack bot (Socket Mode if SLACK_APP_TOKEN is set, else HTTP)."""
     from bot.app import serve as run_server
 
-    if config:
-        os.environ["DEPLOYBOT_CONFIG"] = str(config)
-    run_server(port)
+    run_server(_config(config), port)
 
 
 def main() -> None:

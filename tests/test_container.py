@@ -82,3 +82,22 @@ def test_healthcheck_command_passes_against_a_serving_bot_and_fails_without_one(
         proc.terminate()
         proc.wait(timeout=20)
         fake.__exit__(None, None, None)
+
+
+def test_serve_refuses_to_start_with_a_clear_error(tmp_path, make_config, hosts):
+    """A container that cannot start must say why in one line (no traceback, no token), and exit non-zero."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SLACK_BOT_TOKEN": "xoxb-do-not-print", "SLACK_SIGNING_SECRET": "s",
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}"}
+    env.pop("SLACK_APP_TOKEN", None)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{closed.getsockname()[1]}/api/"
+    cases = {"config error: ": {"DEPLOYBOT_CONFIG": str(tmp_path / "missing.yml")},
+             "cannot start: Slack at ": {"DEPLOYBOT_CONFIG": str(make_config(hosts=hosts[:1])),
+                                         "SLACK_API_URL": nobody}}
+    for expected, extra in cases.items():
+        res = subprocess.run([sys.executable, "-m", "bot.cli", "serve", "--port", "0"], env={**env, **extra},
+                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        output = res.stdout + res.stderr
+        assert res.returncode != 0 and expected in output, output[-2000:]
+        assert "Traceback" not in output and "xoxb-do-not-print" not in output
