@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from bot.config import Config
 from bot.metrics import Metrics
 from bot.redact import redact
 from bot.service import DeployService
+from bot.web import AckFirst, make_wsgi
 from handlers.context import Bot, Responder
 from handlers.registry import post_response_url, register, retry_handlers
 
@@ -41,8 +43,9 @@ class Busy(RuntimeError):
 class BoundedExecutor:
     """A thread pool that refuses work beyond `workers + backlog` instead of queueing without end."""
 
-    def __init__(self, workers: int, backlog: int, name: str):
+    def __init__(self, workers: int, backlog: int, name: str, before: Callable[[], None] | None = None):
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+        self._before = before
         self._slots = threading.BoundedSemaphore(workers + backlog)
         self._pending = 0
         self._count = threading.Lock()
@@ -64,12 +67,17 @@ class BoundedExecutor:
         with self._count:
             self._pending += 1
         try:
-            future = self._pool.submit(fn, *args, **kwargs)
+            future = self._pool.submit(self._run, fn, *args, **kwargs)
         except BaseException:
             self._done(Future())
             raise
         future.add_done_callback(self._done)
         return future
+
+    def _run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        if self._before:
+            self._before()
+        return fn(*args, **kwargs)
 
     def shutdown(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
@@ -85,6 +93,7 @@ class Runtime:
     metrics: Metrics
     deploys: BoundedExecutor
     jobs: BoundedExecutor
+    acking: AckFirst
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def sweep(self, now: datetime | None = None) -> int:
@@ -108,9 +117,17 @@ class Runtime:
         return {"deploys_running": sum(1 for d in self.service.history(limit=20) if d.state.is_active)}
 
     def wsgi(self, *, slack_over_http: bool = True) -> Callable:
-        from bot.web import make_wsgi
+        return make_wsgi(self.app, self.metrics, self.healthy, slack_over_http=slack_over_http, acking=self.acking)
 
-        return make_wsgi(self.app, self.metrics, self.healthy, slack_over_http=slack_over_http)
+    def settle(self, timeout: float = 60) -> bool:
+        """Wait until queued jobs and deploys ran and every message shows the latest state (tests, the console)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.jobs.pending and not self.deploys.pending and self.bot.board.wait_idle(1) \
+                    and not self.jobs.pending:
+                return True
+            time.sleep(0.05)
+        return False
 
     def close(self) -> None:
         self._stop.set()
@@ -137,9 +154,10 @@ def build(service: DeployService, *, token: str, signing_secret: str | None, bas
     app = App(client=client, signing_secret=signing_secret or secrets.token_hex(32),
               process_before_response=True, request_verification_enabled=verify_requests)
     deploys = BoundedExecutor(deploy_workers, backlog=deploy_workers * 4, name="deploy")
-    jobs = BoundedExecutor(job_workers, backlog=200, name="slack-job")
+    acking = AckFirst()
+    jobs = BoundedExecutor(job_workers, backlog=200, name="slack-job", before=acking.wait_turn)
     bot = register(app, service, deploys, jobs=jobs, client=client, respond=respond, interval=interval)
-    return Runtime(service, app, bot, Metrics(service), deploys, jobs)
+    return Runtime(service, app, bot, Metrics(service), deploys, jobs, acking)
 
 
 def serve(config: Config, port: int = 3000) -> None:
@@ -176,4 +194,4 @@ def serve(config: Config, port: int = 3000) -> None:
     else:
         log.info("serving on :%s (POST /slack/events, GET /healthz, GET /metrics)", port)
     wsgi = runtime.wsgi(slack_over_http=not app_token)
-    waitress.serve(wsgi, host="0.0.0.0", port=port, threads=16, ident="deploybot")
+    waitress.serve(wsgi, host="0.0.0.0", port=port, threads=int(os.environ.get("XTHREADS", "16")), ident="deploybot")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
@@ -252,7 +254,7 @@ class DeployService:
         try:
             plan = self._plan_for(dep)
             pipeline = Pipeline(plan, self.pool, self.events,
-                                cancel_requested=lambda: bool(self.store.get(dep.id).meta.get("abort_requested_by")),
+                                cancel_requested=self._abort_flag(dep.id),
                                 on_rollback=lambda: self._rolling_back(dep.id))
             outcome = pipeline.run()
         except Exception as exc:  # noqa: BLE001 - record, never lose the deployment
@@ -385,6 +387,19 @@ class DeployService:
         plan = self.plan(dep.environment, dep.version, dep.requested_by, deployment_id=dep.id)
         return Plan(dep.id, plan.app, env, plan.version, Kind.DEPLOY, plan.artifact,
                     expect_current=self.store.last_succeeded(dep.environment, before_id=dep.id) is not None)
+
+    def _abort_flag(self, deployment_id: int, every: float = 0.5) -> Callable[[], bool]:
+        """Whether someone asked to abort. Read from the store, since any replica may have taken the click, but at
+        most every `every` seconds: the verification window asks once per probe per host."""
+        guard, seen = threading.Lock(), {"at": float("-inf"), "abort": False}
+
+        def requested() -> bool:
+            with guard:
+                if not seen["abort"] and time.monotonic() - seen["at"] >= every:
+                    seen["at"] = time.monotonic()
+                    seen["abort"] = bool(self.store.get(deployment_id).meta.get("abort_requested_by"))
+                return seen["abort"]
+        return requested
 
     def _rolling_back(self, deployment_id: int) -> None:
         self.store.transition(deployment_id, [State.RUNNING], State.FAILED)

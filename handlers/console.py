@@ -144,12 +144,7 @@ class Console:
             return res.body
 
     def settle(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.runtime.jobs.pending and not self.runtime.deploys.pending \
-                    and self.runtime.bot.board.wait_idle(1) and not self.runtime.jobs.pending:
-                return
-            time.sleep(0.05)
+        self.runtime.settle(timeout)
 
     # ---- what a user does ------------------------------------------------------------------------------
     def command(self, user: str, line: str) -> None:

@@ -168,11 +168,4 @@ class BotUnderTest:
         return f"http://127.0.0.1:{self.server.effective_port}"
 
     def settle(self, timeout: float = 60) -> None:
-        """Wait until queued jobs ran and every message shows the latest state."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.runtime.jobs.pending and not self.runtime.deploys.pending \
-                    and self.runtime.bot.board.wait_idle(1) and not self.runtime.jobs.pending:
-                return
-            time.sleep(0.05)
-        raise AssertionError("bot did not settle")
+        assert self.runtime.settle(timeout), "bot did not settle"
