@@ -195,8 +195,11 @@ def audit_export(fmt: Annotated[str, typer.Option("--format", "-f", help="csv or
 @app.command()
 def demo(workdir: Annotated[Path | None, typer.Option(help="keep the demo workspace here")] = None) -> None:
     """A real deploy, approval, progress, auto-rollback, rollback and audit trail on this machine. No Slack needed."""
+    import signal
+
     from bot.demo import run_demo
 
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `deploybot demo | head` ends the demo, as with any Unix tool
     raise typer.Exit(run_demo(workdir))
 
 

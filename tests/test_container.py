@@ -35,7 +35,8 @@ def build_stage(tmp_path: Path) -> tuple[Path, dict[str, str]]:
             else:
                 shutil.copy(origin, src / name)
     prefix = tmp_path / "install"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+    # --ignore-installed: without it pip uninstalls the checkout's own editable install to "replace" it
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--ignore-installed",
                     "--prefix", str(prefix), str(src)], check=True, capture_output=True, timeout=300)
     site = Path(sysconfig.get_path("purelib", vars={"base": str(prefix)}))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_URL", "DEPLOYBOT_"))}
