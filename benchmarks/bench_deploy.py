@@ -158,12 +158,13 @@ def main() -> None:
     print(f"\nDeploy and rollback wall time, {args.size_mb:g} MB artifact, namespace hosts over SSH "
           f"(`{COMMAND} --hosts {args.hosts} --size-mb {args.size_mb:g}`)\n")
     print("| hosts | deploybot deploy (cold) | deploy (warm) | rollback (warm) | rollback (cold) "
-          "| serial Fabric deploy | serial Fabric rollback | deploy speed-up |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| serial Fabric deploy | serial Fabric rollback | speed-up cold | speed-up warm |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n, bot, serial in rows:
+        cold, warm = serial["deploy_cold"] / bot["deploy_cold"], serial["deploy_cold"] / bot["deploy_warm"]
         print(f"| {n} | {bot['deploy_cold']:.2f} s | {bot['deploy_warm']:.2f} s | {bot['rollback_warm']:.2f} s "
               f"| {bot['rollback_cold']:.2f} s | {serial['deploy_cold']:.2f} s | {serial['rollback_cold']:.2f} s "
-              f"| {serial['deploy_cold'] / bot['deploy_cold']:.1f}x |")
+              f"| {cold:.1f}x | {warm:.1f}x |")
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ SLACK_PATH = "/slack/events"
 class AckFirst:
     """Slack waits 3 s for an acknowledgement but 30 minutes for a reply through response_url, so the follow-up
     work of a command (reading hosts, writing the audit, replying) waits while Slack requests are being
-    acknowledged. Measured: a burst of 50 commands during a deploy acks in p99 ~45 ms when the follow-ups wait,
-    ~130 ms when they compete for the interpreter (benchmarks/bench_ack.py)."""
+    acknowledged. Measured: a burst of 50 commands during a deploy acks in p99 ~45-75 ms when the follow-ups wait,
+    ~105-155 ms when they compete for the interpreter (benchmarks/bench_ack.py)."""
 
     def __init__(self, quiet: float = 0.02, patience: float = 0.5):
         self.quiet, self.patience = quiet, patience
