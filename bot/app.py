@@ -194,4 +194,4 @@ def serve(config: Config, port: int = 3000) -> None:
     else:
         log.info("serving on :%s (POST /slack/events, GET /healthz, GET /metrics)", port)
     wsgi = runtime.wsgi(slack_over_http=not app_token)
-    waitress.serve(wsgi, host="0.0.0.0", port=port, threads=int(os.environ.get("XTHREADS", "16")), ident="deploybot")
+    waitress.serve(wsgi, host="0.0.0.0", port=port, threads=16, ident="deploybot")
