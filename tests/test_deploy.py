@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 
@@ -142,8 +144,6 @@ def test_verification_window_failure_rolls_back(hosts, make_config, service):
     one = hosts[:1]
     svc = service(make_config(hosts=one, verify_seconds=3))
     svc.deploy("prod", "v1.0.0", "cli:test")
-    import threading
-    import time
 
     def kill_new_app_later():
         time.sleep(1.5)
@@ -182,6 +182,43 @@ def test_unreachable_host_fails_preflight_fast_and_names_it(hosts, make_config, 
     assert three[2].name in dep.error and "unreachable" in dep.error
     assert dep.seconds < 2 + 5  # bounded by the connect timeout, not a hang
     assert [h.current() for h in three] == ["v1.0.0"] * 3
+
+
+def test_host_dropped_after_switch_leaves_a_known_state(hosts, make_config, service):
+    two = hosts[:2]
+    svc = service(make_config(hosts=two, verify_seconds=6, health={"timeout": 2},
+                              ssh={"connect_timeout": 2, "command_timeout": 15}))
+    svc.deploy("prod", "v1.0.0", "cli:test")
+
+    def drop_h2_during_verify() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and two[1].answering() != "v1.1.0":
+            time.sleep(0.1)
+        two[1].cut()
+
+    dropper = threading.Thread(target=drop_h2_during_verify)
+    dropper.start()
+    t0 = time.monotonic()
+    try:
+        dep = svc.deploy("prod", "v1.1.0", "cli:test")
+    finally:
+        dropper.join()
+        took = time.monotonic() - t0
+        two[1].restore()
+    # h2 failed its verification, h1 went back to v1.0.0, h2 could not be reached to revert: said, not hung
+    assert dep.state is State.ROLLBACK_FAILED and (dep.failed_stage, dep.failed_host) == ("verify", two[1].name)
+    assert took < 60  # a kept-open connection to a dropped host once waited paramiko's hour for a channel
+    reverts = {s.host: s for s in svc.store.stages(dep.id) if s.stage == "revert"}
+    assert reverts[two[0].name].ok and "connection lost" in reverts[two[1].name].error
+    assert two[0].current() == "v1.0.0" and two[0].answering() == "v1.0.0"
+    trail = svc.store.audit_events(deployment_id=dep.id)
+    assert (trail[-1].action, trail[-1].outcome) == ("deploy_finished", "rollback_failed")
+    assert svc.store.get_lock("prod") is None and svc.store.verify_audit().ok
+    # back on the network, h2 still runs what it was given; status shows the drift and a rollback ends it
+    status = svc.status("prod")[0]
+    assert status.drift and {h.name: h.release for h in status.hosts} == {two[0].name: "v1.0.0", two[1].name: "v1.1.0"}
+    assert svc.rollback("prod", "cli:test", "v1.0.0").state is State.SUCCEEDED
+    assert [h.answering() for h in two] == ["v1.0.0"] * 2
 
 
 def test_unknown_host_key_is_refused(hosts, make_config, service, tmp_path):

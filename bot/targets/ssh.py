@@ -50,6 +50,9 @@ class SSHTarget:
                 transport = conn.client.get_transport()
                 if transport is not None:
                     transport.set_keepalive(15)
+                    # paramiko waits an hour for a channel to open; on a kept-open connection to a host that
+                    # dropped off the network, every command (and a rollback) would hang that long
+                    transport.channel_timeout = self.options.connect_timeout
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 conn.close()
                 raise TargetError(_explain(self.host, exc, self.options.connect_timeout)) from None
