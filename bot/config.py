@@ -84,6 +84,7 @@ class SSHOptions(Strict):
     known_hosts: Path | None = None
     connect_timeout: float = Field(default=5.0, gt=0, le=120)
     command_timeout: float = Field(default=600.0, gt=0)
+    dead_after: float = Field(default=30.0, ge=2, le=600)  # a silent host mid-command is given up after this
     accept_unknown_hosts: bool = False  # explicit opt-in; host keys are verified by default
     parallel: int = Field(default=20, ge=1, le=200)
 

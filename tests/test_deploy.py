@@ -10,6 +10,7 @@ import pytest
 
 from bot.config import load_config
 from bot.domain import State
+from bot.engine.events import StageStarted
 from bot.service import DeployService
 from bot.store import Store
 
@@ -190,11 +191,12 @@ def test_host_dropped_after_switch_leaves_a_known_state(hosts, make_config, serv
                               ssh={"connect_timeout": 2, "command_timeout": 15}))
     svc.deploy("prod", "v1.0.0", "cli:test")
 
+    verifying = threading.Event()
+    svc.events.subscribe(lambda e: verifying.set() if isinstance(e, StageStarted) and e.stage == "verify" else None)
+
     def drop_h2_during_verify() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and two[1].answering() != "v1.1.0":
-            time.sleep(0.1)
-        two[1].cut()
+        if verifying.wait(60):
+            two[1].cut()
 
     dropper = threading.Thread(target=drop_h2_during_verify)
     dropper.start()
@@ -219,6 +221,36 @@ def test_host_dropped_after_switch_leaves_a_known_state(hosts, make_config, serv
     assert status.drift and {h.name: h.release for h in status.hosts} == {two[0].name: "v1.0.0", two[1].name: "v1.1.0"}
     assert svc.rollback("prod", "cli:test", "v1.0.0").state is State.SUCCEEDED
     assert [h.answering() for h in two] == ["v1.0.0"] * 2
+
+
+def test_host_silent_mid_command_is_given_up_after_dead_after(hosts, make_config, service):
+    """The host drops while its migration runs: no reset ever arrives, yet the stage fails after `dead_after`
+    seconds of silence (TCP keepalive), not after the command timeout, and nothing switched anywhere."""
+    two = hosts[:2]
+    slow_for_v11 = "if grep -q v1.1.0 VERSION; then sleep 25; fi; bin/migrate"
+    svc = service(make_config(hosts=two, migrate=slow_for_v11,
+                              ssh={"connect_timeout": 2, "command_timeout": 120, "dead_after": 4}))
+    svc.deploy("prod", "v1.0.0", "cli:test")  # the next deploy reuses these connections
+
+    def drop_h1_while_migrating() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(p.comm == "sleep" for p in two[0].processes()):
+            time.sleep(0.1)
+        two[0].cut()
+
+    dropper = threading.Thread(target=drop_h1_while_migrating)
+    dropper.start()
+    t0 = time.monotonic()
+    try:
+        dep = svc.deploy("prod", "v1.1.0", "cli:test")
+    finally:
+        dropper.join()
+        took = time.monotonic() - t0
+        two[0].restore()
+    assert dep.state is State.FAILED and (dep.failed_stage, dep.failed_host) == ("migrate", two[0].name)
+    assert "connection lost" in dep.error
+    assert took < 25  # given up on silence, before the migration could even have ended
+    assert [h.current() for h in two] == ["v1.0.0"] * 2 and svc.store.get_lock("prod") is None
 
 
 def test_unknown_host_key_is_refused(hosts, make_config, service, tmp_path):

@@ -53,6 +53,7 @@ class SSHTarget:
                     # paramiko waits an hour for a channel to open; on a kept-open connection to a host that
                     # dropped off the network, every command (and a rollback) would hang that long
                     transport.channel_timeout = self.options.connect_timeout
+                    _detect_silence(transport.sock, self.options.dead_after)
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 conn.close()
                 raise TargetError(_explain(self.host, exc, self.options.connect_timeout)) from None
@@ -63,6 +64,10 @@ class SSHTarget:
         try:
             conn = self._connection()
             res = conn.run(command, timeout=timeout or self.options.command_timeout, in_stream=False)
+            if res.exited == -1 and not conn.is_connected:  # the channel ended with no exit status
+                self.close()
+                return Result(self.name, None, res.stdout, res.stderr,
+                              error=f"{self.name}: connection lost: no answer for {self.options.dead_after:g}s")
             return Result(self.name, res.exited, res.stdout, res.stderr)
         except TargetError as exc:
             return Result(self.name, None, error=str(exc))
@@ -107,3 +112,17 @@ def _explain(host: Host, exc: BaseException, timeout: float) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return f"{where}: connection refused (is sshd running?)"
     return f"{where}: cannot connect: {exc or type(exc).__name__}"
+
+
+def _detect_silence(sock: socket.socket, seconds: float) -> None:
+    """A host that drops off the network mid-command sends no reset: without this the command waits out
+    command_timeout. TCP keepalives (while waiting for output) and TCP_USER_TIMEOUT (while sending, e.g. an
+    upload) make the kernel drop the connection after about `seconds` of silence, and the stage fails."""
+    if not isinstance(sock, socket.socket):
+        return
+    half = max(1, int(seconds / 2))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", half), ("TCP_KEEPINTVL", max(1, half // 3)), ("TCP_KEEPCNT", 3),
+                        ("TCP_USER_TIMEOUT", int(seconds * 1000))):
+        if hasattr(socket, name):  # Linux; elsewhere the OS defaults apply
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
