@@ -253,6 +253,17 @@ def test_host_silent_mid_command_is_given_up_after_dead_after(hosts, make_config
     assert [h.current() for h in two] == ["v1.0.0"] * 2 and svc.store.get_lock("prod") is None
 
 
+def test_each_host_goes_on_without_waiting_for_the_slowest(hosts, make_config, service):
+    """Switch, restart and health run as one chain per host: a fast host is healthy while a slow one restarts."""
+    two = hosts[:2]
+    svc = service(make_config(hosts=two, restart='if [ -f "$APP_SHARED/slow" ]; then sleep 3; fi; bin/restart'))
+    (two[1].srv / "app" / "shared" / "slow").write_text("")
+    dep = svc.deploy("prod", "v1.0.0", "cli:test")
+    assert dep.state is State.SUCCEEDED and [h.answering() for h in two] == ["v1.0.0"] * 2
+    rows = {(s.stage, s.host): s for s in svc.store.stages(dep.id)}
+    assert rows["health", two[0].name].ended_at < rows["restart", two[1].name].ended_at
+
+
 def test_unknown_host_key_is_refused(hosts, make_config, service, tmp_path):
     empty = tmp_path / "known_hosts"
     empty.write_text("")

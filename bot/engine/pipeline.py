@@ -8,6 +8,7 @@ in-place is rolling with one batch holding every host, so there is one algorithm
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +47,16 @@ class Outcome:
     previous_version: str | None = None
     seconds: float = 0.0
     reverted_hosts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Track:
+    """One stage across the hosts of a _stages call."""
+    expected: int
+    done: int = 0
+    started: float | None = None
+    ended: bool = False
+    failures: list[Result] = field(default_factory=list)
 
 
 class StageFailed(Exception):
@@ -100,9 +111,7 @@ class Pipeline:
             self._stage(Stage.MIGRATE, migrate_on, self._run_in_release(self.env.migrate))
         for batch in plan.batches():
             self._checkpoint()
-            self._stage(Stage.SWITCH, batch, self._switch(plan.version))
-            self._stage(Stage.RESTART, batch, self._run_in_release(self.env.restart))
-            self._stage(Stage.HEALTH, batch, self._health(plan.version))
+            self._publish(batch, plan.version)
         if self.env.verify_seconds:
             self._checkpoint()
             self._stage(Stage.VERIFY, all_hosts, self._verify)
@@ -113,9 +122,11 @@ class Pipeline:
         self._stage(Stage.PREFLIGHT, all_hosts, self._preflight)
         if plan.restore_db_from:
             self._stage(Stage.RESTORE_DB, all_hosts[:1], self._restore_db)
-        self._stage(Stage.SWITCH, all_hosts, self._switch(plan.version))
-        self._stage(Stage.RESTART, all_hosts, self._run_in_release(self.env.restart))
-        self._stage(Stage.HEALTH, all_hosts, self._health(plan.version))
+        self._publish(all_hosts, plan.version)
+
+    def _publish(self, hosts: list[Host], version: str) -> None:
+        self._stages([(Stage.SWITCH, self._switch(version)), (Stage.RESTART, self._run_in_release(self.env.restart)),
+                      (Stage.HEALTH, self._health(version))], hosts)
 
     def _checkpoint(self) -> None:
         if self.cancel_requested():
@@ -161,32 +172,76 @@ class Pipeline:
 
     # ---- stage plumbing ---------------------------------------------------------------------------
     def _stage(self, stage: Stage, hosts: list[Host], work: Callable[[Host], Result], must_pass: bool = True) -> None:
-        dep = self.plan.deployment_id
-        self._emit(StageStarted(dep, stage=stage.value))
-        t0 = time.monotonic()
+        self._stages([(stage, work)], hosts, must_pass)
 
-        def one(host: Host) -> Result:
-            self._emit(StageStarted(dep, stage=stage.value, host=host.name))
-            h0 = time.monotonic()
-            try:
-                res = work(host)
-            except TargetError as exc:
-                res = Result(host.name, None, error=str(exc))
-            except Exception as exc:  # noqa: BLE001 - a bug in a stage must still be recorded and reverted
-                res = Result(host.name, None, error=f"internal error: {type(exc).__name__}: {exc}")
-            self._emit(StageFinished(dep, stage=stage.value, host=host.name, ok=res.ok,
-                                     seconds=time.monotonic() - h0, exit_code=res.exit_code,
-                                     excerpt=redact.excerpt(res.stdout + ("\n" + res.stderr if res.stderr else "")),
-                                     error="" if res.ok else redact(res.describe())))
-            return res
+    def _stages(self, steps: list[tuple[Stage, Callable[[Host], Result]]], hosts: list[Host],
+                must_pass: bool = True) -> None:
+        """Run `steps` on every host, the hosts in parallel, each host going on to its next step as soon as its own
+        last one passed: no host waits at every step for the slowest (a 20-host switch, restart, health runs as
+        one chain per host). A stage starts when the first host enters it and finishes when no host has it left
+        to run; after a failure no host goes on to a next step, and the earliest failed stage is raised."""
+        dep, names = self.plan.deployment_id, [h.name for h in hosts]
+        tracks = {stage: _Track(expected=len(hosts)) for stage, _ in steps}
+        failed: list[Stage] = []
+        lock = threading.Lock()
 
-        results = on_hosts(hosts, one, self.env.ssh.parallel)
-        failed = [r for r in results if not r.ok]
-        error = "; ".join(f"{r.host}: {redact(r.describe())}" for r in failed)
-        self._emit(StageFinished(dep, stage=stage.value, host=None, ok=not failed, seconds=time.monotonic() - t0,
-                                 error=error))
+        def finish_if_done(stage: Stage) -> None:  # under the lock
+            track = tracks[stage]
+            if track.started is not None and not track.ended and track.done >= track.expected:
+                track.ended = True
+                failures = sorted(track.failures, key=lambda r: names.index(r.host))
+                self._emit(StageFinished(dep, stage=stage.value, host=None, ok=not failures,
+                                         seconds=time.monotonic() - track.started,
+                                         error="; ".join(f"{r.host}: {redact(r.describe())}" for r in failures)))
+
+        def skip_from(index: int) -> None:  # under the lock: this host will not run steps[index:]
+            for stage, _ in steps[index:]:
+                tracks[stage].expected -= 1
+                finish_if_done(stage)
+
+        def chain(host: Host) -> None:
+            for index, (stage, work) in enumerate(steps):
+                track = tracks[stage]
+                with lock:
+                    if index and failed and must_pass:  # every host runs the first step, as a revert must
+                        skip_from(index)
+                        return
+                    if track.started is None:
+                        track.started = time.monotonic()
+                        self._emit(StageStarted(dep, stage=stage.value))
+                res = self._on_host(stage, host, work)
+                with lock:
+                    track.done += 1
+                    if not res.ok:
+                        track.failures.append(res)
+                        failed.append(stage)
+                    finish_if_done(stage)
+                    if not res.ok:
+                        skip_from(index + 1)
+                        return
+
+        on_hosts(hosts, chain, self.env.ssh.parallel)
         if failed and must_pass:
-            raise StageFailed(stage, failed[0].host, error)
+            stage = next(s for s, _ in steps if s in failed)
+            failures = sorted(tracks[stage].failures, key=lambda r: names.index(r.host))
+            raise StageFailed(stage, failures[0].host, "; ".join(f"{r.host}: {redact(r.describe())}" for r in failures))
+
+    def _on_host(self, stage: Stage, host: Host, work: Callable[[Host], Result]) -> Result:
+        """One step on one host, with its events; whatever goes wrong becomes a failed Result, never an escape."""
+        dep = self.plan.deployment_id
+        self._emit(StageStarted(dep, stage=stage.value, host=host.name))
+        h0 = time.monotonic()
+        try:
+            res = work(host)
+        except TargetError as exc:
+            res = Result(host.name, None, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - a bug in a stage must still be recorded and reverted
+            res = Result(host.name, None, error=f"internal error: {type(exc).__name__}: {exc}")
+        self._emit(StageFinished(dep, stage=stage.value, host=host.name, ok=res.ok,
+                                 seconds=time.monotonic() - h0, exit_code=res.exit_code,
+                                 excerpt=redact.excerpt(res.stdout + ("\n" + res.stderr if res.stderr else "")),
+                                 error="" if res.ok else redact(res.describe())))
+        return res
 
     def _emit(self, event) -> None:
         self.events.emit(event)
