@@ -58,6 +58,11 @@ class _Track:
     ended: bool = False
     failures: list[Result] = field(default_factory=list)
 
+    def summary(self, names: list[str]) -> str:
+        """Every failure, in host order: 'h2: exit 1: ...; h3: ...'."""
+        ordered = sorted(self.failures, key=lambda r: names.index(r.host))
+        return "; ".join(f"{r.host}: {redact(r.describe())}" for r in ordered)
+
 
 class StageFailed(Exception):
     def __init__(self, stage: Stage, host: str | None, error: str):
@@ -189,10 +194,8 @@ class Pipeline:
             track = tracks[stage]
             if track.started is not None and not track.ended and track.done >= track.expected:
                 track.ended = True
-                failures = sorted(track.failures, key=lambda r: names.index(r.host))
-                self._emit(StageFinished(dep, stage=stage.value, host=None, ok=not failures,
-                                         seconds=time.monotonic() - track.started,
-                                         error="; ".join(f"{r.host}: {redact(r.describe())}" for r in failures)))
+                self._emit(StageFinished(dep, stage=stage.value, host=None, ok=not track.failures,
+                                         seconds=time.monotonic() - track.started, error=track.summary(names)))
 
         def skip_from(index: int) -> None:  # under the lock: this host will not run steps[index:]
             for stage, _ in steps[index:]:
@@ -223,8 +226,8 @@ class Pipeline:
         on_hosts(hosts, chain, self.env.ssh.parallel)
         if failed and must_pass:
             stage = next(s for s, _ in steps if s in failed)
-            failures = sorted(tracks[stage].failures, key=lambda r: names.index(r.host))
-            raise StageFailed(stage, failures[0].host, "; ".join(f"{r.host}: {redact(r.describe())}" for r in failures))
+            track = tracks[stage]
+            raise StageFailed(stage, min(track.failures, key=lambda r: names.index(r.host)).host, track.summary(names))
 
     def _on_host(self, stage: Stage, host: Host, work: Callable[[Host], Result]) -> Result:
         """One step on one host, with its events; whatever goes wrong becomes a failed Result, never an escape."""
