@@ -185,6 +185,28 @@ def test_unreachable_host_fails_preflight_fast_and_names_it(hosts, make_config, 
     assert [h.current() for h in three] == ["v1.0.0"] * 3
 
 
+def deploy_cutting(svc: DeployService, version: str, host, when) -> tuple:
+    """Deploy `version` and cut `host` off the network once `when()` holds; the host is back afterwards.
+    Returns the deployment and how long it took."""
+    def cut_when_due() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not when():
+            time.sleep(0.05)
+        if when():
+            host.cut()
+
+    cutter = threading.Thread(target=cut_when_due)
+    cutter.start()
+    t0 = time.monotonic()
+    try:
+        dep = svc.deploy("prod", version, "cli:test")
+    finally:
+        took = time.monotonic() - t0
+        cutter.join()
+        host.restore()
+    return dep, took
+
+
 def test_host_dropped_after_switch_leaves_a_known_state(hosts, make_config, service):
     two = hosts[:2]
     svc = service(make_config(hosts=two, verify_seconds=6, health={"timeout": 2},
@@ -193,20 +215,7 @@ def test_host_dropped_after_switch_leaves_a_known_state(hosts, make_config, serv
 
     verifying = threading.Event()
     svc.events.subscribe(lambda e: verifying.set() if isinstance(e, StageStarted) and e.stage == "verify" else None)
-
-    def drop_h2_during_verify() -> None:
-        if verifying.wait(60):
-            two[1].cut()
-
-    dropper = threading.Thread(target=drop_h2_during_verify)
-    dropper.start()
-    t0 = time.monotonic()
-    try:
-        dep = svc.deploy("prod", "v1.1.0", "cli:test")
-    finally:
-        dropper.join()
-        took = time.monotonic() - t0
-        two[1].restore()
+    dep, took = deploy_cutting(svc, "v1.1.0", two[1], when=verifying.is_set)
     # h2 failed its verification, h1 went back to v1.0.0, h2 could not be reached to revert: said, not hung
     assert dep.state is State.ROLLBACK_FAILED and (dep.failed_stage, dep.failed_host) == ("verify", two[1].name)
     assert took < 60  # a kept-open connection to a dropped host once waited paramiko's hour for a channel
@@ -231,22 +240,7 @@ def test_host_silent_mid_command_is_given_up_after_dead_after(hosts, make_config
     svc = service(make_config(hosts=two, migrate=slow_for_v11,
                               ssh={"connect_timeout": 2, "command_timeout": 120, "dead_after": 4}))
     svc.deploy("prod", "v1.0.0", "cli:test")  # the next deploy reuses these connections
-
-    def drop_h1_while_migrating() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any(p.comm == "sleep" for p in two[0].processes()):
-            time.sleep(0.1)
-        two[0].cut()
-
-    dropper = threading.Thread(target=drop_h1_while_migrating)
-    dropper.start()
-    t0 = time.monotonic()
-    try:
-        dep = svc.deploy("prod", "v1.1.0", "cli:test")
-    finally:
-        dropper.join()
-        took = time.monotonic() - t0
-        two[0].restore()
+    dep, took = deploy_cutting(svc, "v1.1.0", two[0], when=lambda: any(p.comm == "sleep" for p in two[0].processes()))
     assert dep.state is State.FAILED and (dep.failed_stage, dep.failed_host) == ("migrate", two[0].name)
     assert "connection lost" in dep.error
     assert took < 25  # given up on silence, before the migration could even have ended
