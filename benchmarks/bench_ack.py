@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from bot.sampleapp import build_artifacts, write_shared_env  # noqa: E402
 from tests.lab.hosts import HostLab  # noqa: E402
+from tests.serving import deploybot_serve, free_port  # noqa: E402
 from tests.slack_api import FakeSlack  # noqa: E402
 from tests.slack_client import BOT_TOKEN, SIGNING_SECRET, SlackClient, sign  # noqa: E402
 
@@ -99,17 +99,13 @@ def client(url: str, response_base: str, rounds: int, concurrency: int) -> None:
 @contextmanager
 def served_bot(cfg: Path, work: Path, fake: FakeSlack) -> Iterator[str]:
     """`deploybot serve` exactly as production runs it (waitress, the bot's own executors), in its own process."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     env = {**os.environ, "DEPLOYBOT_CONFIG": str(cfg), "DATABASE_URL": f"sqlite:///{work / 'bot.db'}",
            "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": fake.api_url,
            "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
     env.pop("SLACK_APP_TOKEN", None)
-    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], env=env, cwd=work,
-                            stdout=subprocess.DEVNULL)
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    try:
+    with deploybot_serve(env, work, port) as proc:
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -121,9 +117,6 @@ def served_bot(cfg: Path, work: Path, fake: FakeSlack) -> Iterator[str]:
                 raise SystemExit("deploybot serve did not come up")
             time.sleep(0.1)
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def server_side(metrics: str) -> tuple[str, str]:

@@ -13,7 +13,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -21,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.serving import free_port
 
 SERVER_USER = "postgres"
 
@@ -41,12 +42,6 @@ def find_bin() -> Path:
                               "install the Debian `postgresql` package")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PostgresServer:
     """One cluster in its own temp folder; `url` connects over TCP as the superuser `postgres` (trust auth)."""
 
@@ -60,7 +55,7 @@ class PostgresServer:
                 raise PostgresUnavailable(f"running as root and there is no `{SERVER_USER}` user") from None
         self.folder = Path(tempfile.mkdtemp(prefix="deploybot-pg-"))
         self.data, self.socket_dir, self.log = self.folder / "data", self.folder / "sock", self.folder / "server.log"
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *args: str) -> None:

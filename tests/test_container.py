@@ -8,13 +8,13 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
 import time
 from pathlib import Path
 
+from tests.serving import deploybot_serve, free_port
 from tests.slack_api import FakeSlack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,9 +61,7 @@ def test_healthcheck_command_passes_against_a_serving_bot_and_fails_without_one(
     healthcheck = re.search(r"^HEALTHCHECK [^\n]*\\\n\s*CMD (.+)$", DOCKERFILE, re.M).group(1).strip()
     assert "/healthz" in healthcheck
     assert '"deploybot", "serve"' in re.search(r"^CMD (.+)$", DOCKERFILE, re.M).group(1)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     command = shlex.split(healthcheck.replace("3000", str(port)))
     command[0] = sys.executable if command[0] == "python" else command[0]
     assert subprocess.run(command, capture_output=True, timeout=30).returncode != 0  # nothing serving yet
@@ -72,16 +70,13 @@ def test_healthcheck_command_passes_against_a_serving_bot_and_fails_without_one(
            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}", "PYTHONPATH": str(ROOT),
            "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "test-secret"}
     env.pop("SLACK_APP_TOKEN", None)
-    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], env=env, cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while subprocess.run(command, capture_output=True, timeout=30).returncode != 0:
-            assert time.monotonic() < deadline, "the HEALTHCHECK never passed against `deploybot serve`"
-            time.sleep(0.3)
+        with deploybot_serve(env, tmp_path, port):
+            deadline = time.monotonic() + 30
+            while subprocess.run(command, capture_output=True, timeout=30).returncode != 0:
+                assert time.monotonic() < deadline, "the HEALTHCHECK never passed against `deploybot serve`"
+                time.sleep(0.3)
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
         fake.__exit__(None, None, None)
 
 
@@ -90,9 +85,7 @@ def test_serve_refuses_to_start_with_a_clear_error(tmp_path, make_config, hosts)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SLACK_BOT_TOKEN": "xoxb-do-not-print", "SLACK_SIGNING_SECRET": "s",
            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}"}
     env.pop("SLACK_APP_TOKEN", None)
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        nobody = f"http://127.0.0.1:{closed.getsockname()[1]}/api/"
+    nobody = f"http://127.0.0.1:{free_port()}/api/"  # nothing listens there
     cases = {"config error: ": {"DEPLOYBOT_CONFIG": str(tmp_path / "missing.yml")},
              "cannot start: Slack at ": {"DEPLOYBOT_CONFIG": str(make_config(hosts=hosts[:1])),
                                          "SLACK_API_URL": nobody}}

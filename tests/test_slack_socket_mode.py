@@ -3,13 +3,10 @@ Slack's envelope protocol, the fake Web API, and a deploy over SSH to the namesp
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-
 import pytest
 import requests
 
+from tests.serving import deploybot_serve, free_port
 from tests.slack_api import FakeSlack
 from tests.slack_client import SlackClient
 from tests.slack_socket import FakeSocketMode
@@ -30,12 +27,6 @@ class SocketModeSlack(FakeSlack):
         return super()._answer(method, params)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def socket_bot(tmp_path, make_config, cli_env, hosts):
     config = make_config(hosts=hosts[:2])
@@ -44,15 +35,10 @@ def socket_bot(tmp_path, make_config, cli_env, hosts):
                "SLACK_API_URL": fake.api_url, "LOG_LEVEL": "WARNING"}
         env.pop("SLACK_SIGNING_SECRET", None)
         port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], env=env,
-                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        try:
+        with deploybot_serve(env, tmp_path, port, capture=True) as proc:
             ws.wait_connected()
             yield ws, fake, f"http://127.0.0.1:{port}", SlackClient("http://unused", "unused", fake.url + "/response")
-        finally:
-            proc.terminate()
-            output = proc.communicate(timeout=20)[0]
-            assert "xoxb-test-token" not in output and "xapp-test-token" not in output
+        assert "xoxb-test-token" not in proc.output and "xapp-test-token" not in proc.output
 
 
 def test_socket_mode_serves_commands_and_deploys(socket_bot, hosts):

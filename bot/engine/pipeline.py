@@ -58,10 +58,12 @@ class _Track:
     ended: bool = False
     failures: list[Result] = field(default_factory=list)
 
+    def in_host_order(self, names: list[str]) -> list[Result]:
+        return sorted(self.failures, key=lambda r: names.index(r.host))
+
     def summary(self, names: list[str]) -> str:
         """Every failure, in host order: 'h2: exit 1: ...; h3: ...'."""
-        ordered = sorted(self.failures, key=lambda r: names.index(r.host))
-        return "; ".join(f"{r.host}: {redact(r.describe())}" for r in ordered)
+        return "; ".join(f"{r.host}: {redact(r.describe())}" for r in self.in_host_order(names))
 
 
 class StageFailed(Exception):
@@ -187,7 +189,6 @@ class Pipeline:
         to run; after a failure no host goes on to a next step, and the earliest failed stage is raised."""
         dep, names = self.plan.deployment_id, [h.name for h in hosts]
         tracks = {stage: _Track(expected=len(hosts)) for stage, _ in steps}
-        failed: list[Stage] = []
         lock = threading.Lock()
 
         def finish_if_done(stage: Stage) -> None:  # under the lock
@@ -206,7 +207,8 @@ class Pipeline:
             for index, (stage, work) in enumerate(steps):
                 track = tracks[stage]
                 with lock:
-                    if index and failed and must_pass:  # every host runs the first step, as a revert must
+                    # every host runs the first step (as a revert must); after a failure, none goes further
+                    if index and must_pass and any(t.failures for t in tracks.values()):
                         skip_from(index)
                         return
                     if track.started is None:
@@ -217,17 +219,16 @@ class Pipeline:
                     track.done += 1
                     if not res.ok:
                         track.failures.append(res)
-                        failed.append(stage)
                     finish_if_done(stage)
                     if not res.ok:
                         skip_from(index + 1)
                         return
 
         on_hosts(hosts, chain, self.env.ssh.parallel)
+        failed = [stage for stage, _ in steps if tracks[stage].failures]
         if failed and must_pass:
-            stage = next(s for s, _ in steps if s in failed)
-            track = tracks[stage]
-            raise StageFailed(stage, min(track.failures, key=lambda r: names.index(r.host)).host, track.summary(names))
+            track = tracks[failed[0]]
+            raise StageFailed(failed[0], track.in_host_order(names)[0].host, track.summary(names))
 
     def _on_host(self, stage: Stage, host: Host, work: Callable[[Host], Result]) -> Result:
         """One step on one host, with its events; whatever goes wrong becomes a failed Result, never an escape."""
