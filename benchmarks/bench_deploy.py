@@ -1,11 +1,15 @@
 """Deploy and rollback wall time to 1, 5 and 20 namespace hosts (5 MB artifact), beside a serial Fabric script.
 
+deploybot runs twice: with `app.upload: fetch` (each host downloads the artifact from a plain HTTP artifact store,
+as from S3 or a CI's artifact URL) and with `app.upload: sftp` (the bot sends it over SSH, as the serial script does).
+
 Run as root (network namespaces):  python benchmarks/bench_deploy.py [--hosts 1,5,20] [--size-mb 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import tempfile
@@ -25,13 +29,14 @@ from bot.sampleapp import build_artifacts, write_shared_env  # noqa: E402
 from bot.service import DeployService  # noqa: E402
 from bot.store import Store  # noqa: E402
 from tests.lab.hosts import HostLab  # noqa: E402
+from tests.lab.store import artifact_store  # noqa: E402
 
 COMMAND = "python benchmarks/bench_deploy.py"
 
 
-def make_config(work: Path, lab: HostLab, hosts, artifacts: Path) -> Path:
+def make_config(work: Path, lab: HostLab, hosts, artifacts: str, upload: str) -> Path:
     cfg = {
-        "app": {"name": "sampleapp", "artifact": str(artifacts / "sampleapp-{version}.tar.gz")},
+        "app": {"name": "sampleapp", "artifact": artifacts + "/sampleapp-{version}.tar.gz", "upload": upload},
         "environments": {"prod": {
             "hosts": [f"root@{h.address}" for h in hosts],
             "ssh": {"key_file": str(lab.key_file), "known_hosts": str(lab.known_hosts), "connect_timeout": 5},
@@ -42,7 +47,7 @@ def make_config(work: Path, lab: HostLab, hosts, artifacts: Path) -> Path:
             "min_free_mb": 10,
         }},
     }
-    path = work / f"deploy-{len(hosts)}.yml"
+    path = work / f"deploy-{len(hosts)}-{upload}.yml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
@@ -146,25 +151,33 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="deploybot-bench-"))
     artifacts = work / "artifacts"
     build_artifacts(artifacts, {"v1.0.0": "ok", "v1.1.0": "ok"}, size_bytes=int(args.size_mb * 1024 * 1024))
+    for sha in (artifacts / f"sampleapp-{v}.tar.gz" for v in ("v1.0.0", "v1.1.0")):  # published checksums
+        sha.with_name(sha.name + ".sha256").write_text(hashlib.sha256(sha.read_bytes()).hexdigest() + "\n")
     rows = []
-    with HostLab(max(counts)) as lab:
+    with HostLab(max(counts)) as lab, artifact_store(artifacts, lab.services_address) as store:
         for n in counts:
             hosts = lab.hosts[:n]
-            reset(hosts)
-            bot = bot_run(make_config(work, lab, hosts, artifacts), work / f"bench-{n}.db", hosts)
+            run = {}
+            for upload, source in (("fetch", store), ("sftp", str(artifacts))):
+                reset(hosts)
+                run[upload] = bot_run(make_config(work, lab, hosts, source, upload), work / f"bench-{n}-{upload}.db",
+                                      hosts)
             serial = serial_fabric(lab, hosts, artifacts)
-            rows.append((n, bot, serial))
+            rows.append((n, run["fetch"], run["sftp"], serial))
             print(f"measured {n} host(s)", file=sys.stderr, flush=True)
     print(f"\nDeploy and rollback wall time, {args.size_mb:g} MB artifact, namespace hosts over SSH "
           f"(`{COMMAND} --hosts {args.hosts} --size-mb {args.size_mb:g}`)\n")
-    print("| hosts | deploybot deploy (cold) | deploy (warm) | rollback (warm) | rollback (cold) "
-          "| serial Fabric deploy | serial Fabric rollback | speed-up cold | speed-up warm |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for n, bot, serial in rows:
-        cold, warm = serial["deploy_cold"] / bot["deploy_cold"], serial["deploy_cold"] / bot["deploy_warm"]
-        print(f"| {n} | {bot['deploy_cold']:.2f} s | {bot['deploy_warm']:.2f} s | {bot['rollback_warm']:.2f} s "
-              f"| {bot['rollback_cold']:.2f} s | {serial['deploy_cold']:.2f} s | {serial['rollback_cold']:.2f} s "
-              f"| {cold:.1f}x | {warm:.1f}x |")
+    print("| hosts | deploy, fetch (cold) | deploy, fetch (warm) | rollback (warm) | rollback (cold) "
+          "| deploy, sftp (cold) | deploy, sftp (warm) | serial Fabric deploy | serial Fabric rollback "
+          "| speed-up fetch cold / warm | speed-up sftp cold / warm |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n, fetch, sftp, serial in rows:
+        base = serial["deploy_cold"]
+        print(f"| {n} | {fetch['deploy_cold']:.2f} s | {fetch['deploy_warm']:.2f} s | {fetch['rollback_warm']:.2f} s "
+              f"| {fetch['rollback_cold']:.2f} s | {sftp['deploy_cold']:.2f} s | {sftp['deploy_warm']:.2f} s "
+              f"| {base:.2f} s | {serial['rollback_cold']:.2f} s "
+              f"| {base / fetch['deploy_cold']:.1f}x / {base / fetch['deploy_warm']:.1f}x "
+              f"| {base / sftp['deploy_cold']:.1f}x / {base / sftp['deploy_warm']:.1f}x |")
 
 
 if __name__ == "__main__":

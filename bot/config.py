@@ -8,7 +8,16 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_VERSION_PATTERN = r"^v?\d+(\.\d+){1,3}(-[A-Za-z0-9]+(\.[A-Za-z0-9]+)*)?$"
 MAX_VERSION_LENGTH = 64
@@ -191,6 +200,9 @@ class Environment(Strict):
 class App(Strict):
     name: str
     artifact: str  # local path or http(s) URL template with {version}
+    # sftp: the bot sends the artifact to each host; fetch: each host downloads the artifact URL itself, so the
+    # bot is not the pipe (20 hosts x 100 MB through one SSH client is CPU-bound); sha256 is checked on the host.
+    upload: Literal["sftp", "fetch"] = "sftp"
 
     @field_validator("name")
     @classmethod
@@ -204,6 +216,14 @@ class App(Strict):
     def _artifact(cls, v: str) -> str:
         if "{version}" not in v:
             raise ValueError("artifact must contain {version}")
+        return v
+
+    @field_validator("upload")
+    @classmethod
+    def _upload(cls, v: str, info: ValidationInfo) -> str:
+        if v == "fetch" and not str(info.data.get("artifact", "")).startswith(("http://", "https://")):
+            raise ValueError("fetch needs an http(s) artifact URL the hosts can download; a local path is sent "
+                             "with sftp")
         return v
 
 

@@ -27,9 +27,12 @@ from pathlib import Path
 BEHAVIOURS = ("ok", "unhealthy", "crash", "old_version", "migrate_fails")
 STALE_VERSION = "v0.0.0-stale"
 
-APP_PY = r'''"""sampleapp: GET /health -> {"version", "status"}; GET / -> text. Stdlib only."""
-import errno, json, os, sys, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+APP_PY = r'''"""sampleapp: GET /health -> {"version", "status"}; GET / -> text. Stdlib only.
+
+socketserver rather than http.server, which imports the email package: this starts on ~10 ms of CPU instead of
+~40 ms, so twenty hosts restarting on a 2-core machine measure the deploy, not twenty unneeded imports.
+"""
+import errno, json, os, socketserver, sys, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VERSION = open(os.path.join(HERE, "VERSION")).read().strip()
@@ -38,11 +41,16 @@ if BEHAVIOUR == "crash":
     sys.exit(f"sampleapp {VERSION}: crashing on start, as this version was built to")
 BROKEN_HERE = VERSION in os.environ.get("UNHEALTHY_VERSIONS", "").split(",")
 REPORTED = "__STALE__" if BEHAVIOUR == "old_version" else VERSION
+REASONS = {200: "OK", 500: "Internal Server Error"}
 
 
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        if self.path.split("?")[0] == "/health":
+class Handler(socketserver.StreamRequestHandler):
+    def handle(self):
+        request = self.rfile.readline(8192).decode("latin-1").split()
+        while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):  # headers: not needed
+            pass
+        path = request[1] if len(request) > 1 else "/"
+        if path.split("?")[0] == "/health":
             if BEHAVIOUR == "unhealthy" or BROKEN_HERE:
                 body, code = {"status": "error", "version": REPORTED}, 500
             else:
@@ -50,23 +58,21 @@ class Handler(BaseHTTPRequestHandler):
             data, ctype = json.dumps(body).encode(), "application/json"
         else:
             data, code, ctype = f"sampleapp {REPORTED}\n".encode(), 200, "text/plain"
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        head = (f"HTTP/1.0 {code} {REASONS[code]}\r\nContent-Type: {ctype}\r\nContent-Length: {len(data)}\r\n"
+                "Connection: close\r\n\r\n")
+        self.wfile.write(head.encode() + data)
 
-    def log_message(self, *args):
-        pass
+
+class Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
 
 
 def serve(port):
     # The previous process may still hold the port for a moment after bin/stop: retry for up to 2 s.
-    ThreadingHTTPServer.allow_reuse_address = True
-    ThreadingHTTPServer.daemon_threads = True
     for attempt in range(40):
         try:
-            return ThreadingHTTPServer(("0.0.0.0", port), Handler)
+            return Server(("0.0.0.0", port), Handler)
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE or attempt == 39:
                 raise

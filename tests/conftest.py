@@ -10,13 +10,16 @@ import copy
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
+from bot.config import load_config
 from bot.sampleapp import build_artifacts, write_shared_env
+from bot.service import DeployService
+from bot.store import Store
 from tests.lab import HostLab, LabHost, LabUnavailable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,11 +73,11 @@ def make_config(tmp_path, lab, artifacts) -> Callable[..., Path]:
     """make_config(hosts=[...], env="prod", **overrides) -> tmp_path/deploy.yml, with shared/.env on each host.
 
     Overrides deep-merge into the environment mapping (strategy=..., approval=..., health={"timeout": 2}).
-    `artifact=` replaces the artifact template; `write_env=False` leaves the hosts' .env alone (a test that
-    wants it missing); an existing .env is kept (a test may have edited it)."""
+    `artifact=` replaces the artifact template, `upload="fetch"` has hosts download it; `write_env=False` leaves
+    the hosts' .env alone (a test that wants it missing); an existing .env is kept (a test may have edited it)."""
 
-    def make(hosts: list[LabHost], env: str = "prod", artifact: str | None = None, write_env: bool = True,
-             **overrides) -> Path:
+    def make(hosts: list[LabHost], env: str = "prod", artifact: str | None = None, upload: str = "sftp",
+             write_env: bool = True, **overrides) -> Path:
         environment = {
             "hosts": [{"host": f"root@{h.address}", "name": h.name} for h in hosts],
             "ssh": {"key_file": str(lab.key_file), "known_hosts": str(lab.known_hosts), "connect_timeout": 3},
@@ -87,7 +90,8 @@ def make_config(tmp_path, lab, artifacts) -> Callable[..., Path]:
             "min_free_mb": 10,
         }
         config = {
-            "app": {"name": "sampleapp", "artifact": artifact or str(artifacts / "sampleapp-{version}.tar.gz")},
+            "app": {"name": "sampleapp", "artifact": artifact or str(artifacts / "sampleapp-{version}.tar.gz"),
+                    "upload": upload},
             "environments": {env: deep_merge(environment, overrides)},
         }
         if write_env:
@@ -100,6 +104,22 @@ def make_config(tmp_path, lab, artifacts) -> Callable[..., Path]:
         return path
 
     return make
+
+
+@pytest.fixture
+def service(tmp_path) -> Iterator[Callable[[Path], DeployService]]:
+    """service(config_path) -> a DeployService on a SQLite file in tmp_path; its connections closed after."""
+    made: list[DeployService] = []
+
+    def make(config_path: Path) -> DeployService:
+        svc = DeployService(load_config(config_path), Store(f"sqlite:///{tmp_path / 'deploybot.db'}"))
+        made.append(svc)
+        return svc
+
+    yield make
+    for svc in made:
+        svc.pool.close()
+        svc.store.close()
 
 
 @pytest.fixture

@@ -36,6 +36,15 @@ def test_every_problem_is_reported_with_its_location():
     assert "environments.prod.strategy.kind" in text
 
 
+def test_hosts_can_only_fetch_an_artifact_url():
+    with pytest.raises(ConfigError) as err:
+        parse_config({**BASE, "app": {**BASE["app"], "upload": "fetch"}})
+    assert "app.upload" in str(err.value) and "http(s) artifact URL" in str(err.value)
+    cfg = parse_config({**BASE, "app": {"name": "shop", "artifact": "https://store/shop-{version}.tgz",
+                                        "upload": "fetch"}})
+    assert cfg.app.upload == "fetch"
+
+
 def test_unknown_keys_are_typos_not_silence():
     bad = {**BASE, "environments": {"prod": {**BASE["environments"]["prod"], "restrat": "x"}}}
     with pytest.raises(ConfigError, match="environments.prod.restrat"):

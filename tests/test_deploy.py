@@ -8,31 +8,9 @@ import time
 
 import pytest
 
-from bot.config import load_config
 from bot.domain import State
 from bot.engine.events import StageStarted
 from bot.service import DeployService
-from bot.store import Store
-
-
-def tree(host) -> list[str]:
-    """Every path under the host's /srv, to prove a failed deploy changed nothing."""
-    root = host.srv
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-
-
-@pytest.fixture
-def service(tmp_path):
-    def make(config_path):
-        svc = DeployService(load_config(config_path), Store(f"sqlite:///{tmp_path / 'deploybot.db'}"))
-        made.append(svc)
-        return svc
-
-    made: list[DeployService] = []
-    yield make
-    for svc in made:
-        svc.pool.close()
-        svc.store.close()
 
 
 def test_deploy_to_three_hosts_then_status_shows_each_host(hosts, make_config, cli):
@@ -79,11 +57,11 @@ def test_missing_env_var_fails_preflight_and_changes_nothing(hosts, make_config,
     assert svc.deploy("prod", "v1.0.0", "cli:test").state is State.SUCCEEDED
     env_file = three[1].srv / "app" / "shared" / ".env"
     env_file.write_text("PORT=8000\n")  # DATABASE_URL forgotten on h2
-    before = [tree(h) for h in three]
+    before = [h.tree() for h in three]
     dep = svc.deploy("prod", "v1.1.0", "cli:test")
     assert dep.state is State.FAILED and dep.failed_stage == "preflight"
     assert three[1].name in dep.error and "DATABASE_URL" in dep.error
-    assert [tree(h) for h in three] == before
+    assert [h.tree() for h in three] == before
     assert [h.answering() for h in three] == ["v1.0.0"] * 3
     # the value of the secret never reaches the trail
     trail = json.dumps([e.detail for e in svc.store.audit_events()]) + dep.error

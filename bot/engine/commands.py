@@ -22,8 +22,10 @@ def _env_prelude(path: str, release: str, version: str) -> str:
     )
 
 
-def preflight(env: Environment, path: str, *, expect_current: bool, need_release: str | None = None) -> str:
-    """Read-only checks: disk, required env var names (never values), the current release, a release to return to."""
+def preflight(env: Environment, path: str, *, expect_current: bool, need_release: str | None = None,
+              fetch_url: str | None = None) -> str:
+    """Read-only checks: disk, required env var names (never values), the current release, a release to return to,
+    and, when the host will download the artifact, that it can (a HEAD request, so nothing is downloaded twice)."""
     env_file = f"{path}/shared/.env"
     lines = [
         f"P={q(path)}",
@@ -49,6 +51,15 @@ def preflight(env: Environment, path: str, *, expect_current: bool, need_release
     if need_release:
         rel = f"{path}/releases/{need_release}"
         lines.append(f'if [ ! -d {q(rel)} ]; then echo "release {need_release} is not on this host" >&2; exit 7; fi')
+    if fetch_url:
+        lines += [
+            "if command -v curl >/dev/null 2>&1; then "
+            f"curl -fsSI --connect-timeout 5 --max-time 15 -o /dev/null {q(fetch_url)}; "
+            "elif command -v wget >/dev/null 2>&1; then "
+            f"wget -q --spider -T 15 -t 1 {q(fetch_url)}; "
+            'else echo "neither curl nor wget on this host: app.upload fetch needs one" >&2; exit 9; fi || '
+            '{ echo "this host cannot download the artifact (app.upload: fetch)" >&2; exit 9; }',
+        ]
     lines.append(f'echo "{CURRENT_MARK}${{cur##*/}}"')
     return "\n".join(lines)
 
@@ -90,6 +101,17 @@ def incoming_dir(path: str) -> str:
 
 def prepare_upload(path: str) -> str:
     return f"mkdir -p {q(incoming_dir(path))} {q(path + '/releases')} {q(path + '/shared')}"
+
+
+def download(path: str, url: str, remote_file: str) -> str:
+    """The host fetches the artifact itself (app.upload: fetch); unpack() checks it as it would an upload."""
+    return "\n".join([
+        prepare_upload(path),
+        f"f={q(remote_file)}",
+        f'if command -v curl >/dev/null 2>&1; then curl -fsS --connect-timeout 10 -o "$f" {q(url)}; '
+        f'else wget -q -T 30 -t 1 -O "$f" {q(url)}; fi || '
+        '{ rm -f "$f"; echo "download of the artifact failed on this host" >&2; exit 9; }',
+    ])
 
 
 def unpack(path: str, remote_file: str, sha256: str, version: str) -> str:

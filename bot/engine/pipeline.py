@@ -261,8 +261,10 @@ class Pipeline:
     def _preflight(self, host: Host) -> Result:
         state = self.hosts[host.name]
         need = self.plan.version if self.plan.kind is Kind.ROLLBACK else None
+        artifact = self.plan.artifact
+        fetch_url = artifact.source if artifact and artifact.fetched_by_hosts else None
         res = self._target(host).run(commands.preflight(self.env, state.path, expect_current=self.plan.expect_current,
-                                                        need_release=need),
+                                                        need_release=need, fetch_url=fetch_url),
                                      timeout=self.env.ssh.connect_timeout + 30)
         if res.ok:
             state.previous = commands.parse_current(res.stdout)
@@ -276,12 +278,15 @@ class Pipeline:
         artifact = self.plan.artifact
         assert artifact is not None
         state, target = self.hosts[host.name], self._target(host)
+        remote = f"{commands.incoming_dir(state.path)}/{artifact.name}.d{self.plan.deployment_id}"
+        unpack = commands.unpack(state.path, remote, artifact.sha256, self.plan.version)
+        if artifact.local is None:
+            return target.run(commands.download(state.path, artifact.source, remote) + "\n" + unpack)
         res = target.run(commands.prepare_upload(state.path))
         if not res.ok:
             return res
-        remote = f"{commands.incoming_dir(state.path)}/{artifact.path.name}.d{self.plan.deployment_id}"
-        target.put(artifact.path, remote)
-        return target.run(commands.unpack(state.path, remote, artifact.sha256, self.plan.version))
+        target.put(artifact.local, remote)
+        return target.run(unpack)
 
     def _run_in_release(self, command: str, version: str | None = None) -> Callable[[Host], Result]:
         def run(host: Host) -> Result:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import shutil
+import tempfile
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +22,18 @@ class ArtifactMissing(FileNotFoundError):
 
 @dataclass(frozen=True)
 class Artifact:
-    path: Path
+    source: str  # the configured path or URL, for this version
     sha256: str  # the published checksum (sidecar .sha256) when there is one, else computed here
-    size: int
+    size: int | None  # None when hosts fetch it and only the published checksum was read
+    local: Path | None  # a copy on this machine to send over SFTP; None when hosts fetch `source` themselves
+
+    @property
+    def name(self) -> str:
+        return self.source.rsplit("/", 1)[-1]
+
+    @property
+    def fetched_by_hosts(self) -> bool:
+        return self.local is None
 
 
 @dataclass(frozen=True)
@@ -65,7 +78,8 @@ class Plan:
         lines = [f"{self.kind.value} {self.app} {v} to {env.name} ({env.strategy.kind}"
                  + (f", batches of {env.strategy.batch_size}" if env.strategy.kind == "rolling" else "") + ")"]
         if self.artifact:
-            lines.append(f"artifact: {self.artifact.path} ({self.artifact.size} bytes, sha256 {self.artifact.sha256})")
+            size = f"{self.artifact.size} bytes, " if self.artifact.size is not None else ""
+            lines.append(f"artifact: {self.artifact.source} ({size}sha256 {self.artifact.sha256})")
         for i, batch in enumerate(self.batches(), 1):
             lines.append(f"batch {i}: " + ", ".join(f"{h.name} ({h.address})" for h in batch))
         host = self.hosts[0]
@@ -87,8 +101,9 @@ def stage_commands(plan: Plan, stage: Stage, path: str) -> list[str]:
     if stage is Stage.RESTART:
         return [commands.in_release(path, v, env.restart)]
     if stage is Stage.UPLOAD and plan.artifact:
-        return [f"sftp put {plan.artifact.path} -> {commands.incoming_dir(path)}/", "verify sha256, unpack into "
-                f"{path}/releases/{v}"]
+        how = "host downloads" if plan.artifact.fetched_by_hosts else "sftp put"
+        return [f"{how} {plan.artifact.source} -> {commands.incoming_dir(path)}/",
+                f"verify sha256, unpack into {path}/releases/{v}"]
     if stage in (Stage.HEALTH, Stage.VERIFY):
         return [f"GET {env.health.url} until version == {v}"]
     if stage is Stage.BACKUP:
@@ -116,19 +131,49 @@ def check_artifact(config: Config, version: str) -> None:
 
 
 def resolve_artifact(config: Config, version: str) -> Artifact:
-    """Find the artifact for a version (local path or URL), with its published checksum when present."""
+    """Find the artifact for a version (local path or URL), with its published checksum when present.
+
+    With `app.upload: fetch` the hosts download the URL themselves; the bot reads the published checksum
+    (`<url>.sha256`) and downloads the artifact only when there is none, to compute it."""
     location = config.artifact_for(version)
     if location.startswith(("http://", "https://")):
-        return _download(location)
+        fetch = config.app.upload == "fetch"
+        published = _published_sha256_url(location) if fetch else None
+        if published:
+            return Artifact(location, published, None, None)
+        folder = Path(tempfile.mkdtemp(prefix="deploybot-artifact-"))
+        copy = _download(location, folder)
+        sha, size = _sha256(copy), copy.stat().st_size
+        if fetch:
+            shutil.rmtree(folder)
+            return Artifact(location, sha, size, None)
+        return Artifact(location, sha, size, copy)
     path = Path(location)
     if not path.is_file():
         raise ArtifactMissing(f"artifact for {version} not found: {path}")
     sidecar = path.with_name(path.name + ".sha256")
-    if sidecar.is_file():
-        sha = sidecar.read_text().split()[0].strip().lower()
-    else:
-        sha = _sha256(path)
-    return Artifact(path, sha, path.stat().st_size)
+    sha = _checked_sha256(sidecar.read_text(), str(sidecar)) if sidecar.is_file() else _sha256(path)
+    return Artifact(location, sha, path.stat().st_size, path)
+
+
+def _checked_sha256(text: str, source: str) -> str:
+    """A published checksum goes into a host's shell: it must be exactly 64 hex digits."""
+    sha = (text.split() or [""])[0].strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", sha):
+        raise ArtifactMissing(f"published checksum {source} is not a sha256")
+    return sha
+
+
+def _published_sha256_url(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url + ".sha256", timeout=10) as resp:  # noqa: S310 - scheme checked
+            return _checked_sha256(resp.read(200).decode(errors="replace"), url + ".sha256")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise ArtifactMissing(f"published checksum not readable: {url}.sha256: {exc}") from None
+    except OSError as exc:
+        raise ArtifactMissing(f"published checksum not readable: {url}.sha256: {exc}") from None
 
 
 def _sha256(path: Path) -> str:
@@ -139,12 +184,10 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _download(url: str) -> Artifact:
-    import tempfile
-
-    dest = Path(tempfile.mkdtemp(prefix="deploybot-artifact-")) / url.rsplit("/", 1)[-1]
+def _download(url: str, folder: Path) -> Path:
+    dest = folder / url.rsplit("/", 1)[-1]
     try:
-        urllib.request.urlretrieve(url, dest)  # noqa: S310 - scheme checked above
+        urllib.request.urlretrieve(url, dest)  # noqa: S310 - scheme checked by the caller
     except OSError as exc:
         raise ArtifactMissing(f"artifact not downloadable: {url}: {exc}") from None
-    return Artifact(dest, _sha256(dest), dest.stat().st_size)
+    return dest

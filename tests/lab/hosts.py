@@ -6,6 +6,8 @@ Why this shape:
 - a persistent mount namespace per host (a namespace file, as `ip netns` keeps network namespaces) holds the
   /srv and /root binds, so sshd can be killed and restarted and `run()` still sees the host's files;
 - a clean /root, because root's ~/.bashrc on these machines runs `pyenv init` (+0.5 s per command);
+- one address on this side that every host routes to (services_address), where tests and benchmarks run
+  an artifact store for hosts that download the artifact themselves;
 - every command that arrives over SSH is recorded (see sshd.py), so a test can prove nothing reached a host;
 - a lock per lab (base dir, names, subnet), so two test runs on one machine never tear down each other's
   hosts, while a crashed run's leftovers (lock released by the kernel) are cleaned by the next start().
@@ -76,6 +78,11 @@ class LabHost:
         return f"{self.net}.{self.index}.1"
 
     @property
+    def services_address(self) -> str:
+        """An address on this machine every host of the lab reaches (an artifact store listens there)."""
+        return f"{self.net}.0.1"
+
+    @property
     def dir(self) -> Path:
         return self.base / self.name
 
@@ -130,6 +137,7 @@ class LabHost:
         sh("ip", "-n", self.netns, "addr", "add", f"{self.address}/24", "dev", self.peer)
         sh("ip", "-n", self.netns, "link", "set", self.peer, "up")
         sh("ip", "-n", self.netns, "link", "set", "lo", "up")
+        self._route_services()
         # Fixed neighbours both ways: no ARP, so a cut host always looks like a dead one (packets vanish, a
         # connect times out) instead of turning into "No route to host" once ARP gives up after ~3 s.
         sh("ip", "neigh", "replace", self.address, "lladdr", host_mac, "dev", self.veth, "nud", "permanent")
@@ -227,6 +235,10 @@ class LabHost:
 
     def restore(self) -> None:
         sh("ip", "-n", self.netns, "link", "set", self.peer, "up")
+        self._route_services()  # a link going down takes its routes with it
+
+    def _route_services(self) -> None:
+        sh("ip", "-n", self.netns, "route", "replace", f"{self.services_address}/32", "via", self.gateway)
 
     def reset(self) -> None:
         """A clean host for the next test: sshd up, link up, every other process killed, /srv and /root wiped,
@@ -265,6 +277,10 @@ class LabHost:
                 return json.loads(resp.read())["version"]
         except OSError:
             return None
+
+    def tree(self) -> list[str]:
+        """Every path under the host's /srv, to prove a failed deploy changed nothing."""
+        return sorted(str(p.relative_to(self.srv)) for p in self.srv.rglob("*"))
 
     def current(self, app: str = "app") -> str | None:
         """The release /srv/<app>/current points at, or None."""
@@ -337,6 +353,10 @@ class HostLab:
                 continue
         raise LabBusy(f"all {slots} lab slots are held by other test runs")
 
+    @property
+    def services_address(self) -> str:
+        return self.hosts[0].services_address
+
     def host(self, name: str) -> LabHost:
         return next(h for h in self.hosts if h.name == name)
 
@@ -353,6 +373,7 @@ class HostLab:
             sshd.keygen(self.key_file)
             private_dir(self.base / "ns")
             public = self.key_file.with_name(self.key_file.name + ".pub").read_text().strip()
+            sh("ip", "addr", "replace", f"{self.services_address}/32", "dev", "lo")
             lines = [h.create(public, self.wrapper) for h in self.hosts]
             self.known_hosts.write_text("\n".join(lines) + "\n")
             for h in self.hosts:
@@ -375,6 +396,7 @@ class HostLab:
         for h in self.hosts:
             h.destroy()
         self._remove_strays()
+        sh("ip", "addr", "del", f"{self.services_address}/32", "dev", "lo", check=False)
         umount(self.base / "ns")
         if self._lock is not None:
             os.close(self._lock)  # releases the flock

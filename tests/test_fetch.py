@@ -1,0 +1,76 @@
+"""`app.upload: fetch`: hosts download the artifact from a store themselves, and the checks stay the same."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import pytest
+
+from bot.domain import State
+from tests.lab.store import artifact_store
+
+URL_TEMPLATE = "/sampleapp-{version}.tar.gz"
+
+
+@pytest.fixture
+def store_dir(tmp_path, artifacts):
+    """A copy of the artifacts for a store to serve, so a test may break one without touching the others."""
+    folder = tmp_path / "store"
+    shutil.copytree(artifacts, folder)
+    return folder
+
+
+def test_hosts_download_the_artifact_and_check_it(hosts, make_config, service, store_dir, lab):
+    three = hosts[:3]
+    # v1.1.0 has a published checksum; for v1.0.0 the bot downloads it once to compute one
+    data = (store_dir / "sampleapp-v1.1.0.tar.gz").read_bytes()
+    (store_dir / "sampleapp-v1.1.0.tar.gz.sha256").write_text(hashlib.sha256(data).hexdigest() + "\n")
+    with artifact_store(store_dir, lab.services_address) as url:
+        svc = service(make_config(hosts=three, artifact=url + URL_TEMPLATE, upload="fetch"))
+        for version in ("v1.0.0", "v1.1.0"):
+            dep = svc.deploy("prod", version, "cli:test")
+            assert dep.state is State.SUCCEEDED, dep.error
+    for h in three:
+        assert h.current() == "v1.1.0" and h.answering() == "v1.1.0"
+        sent = "\n".join(h.commands())
+        assert f"{url}/sampleapp-v1.1.0.tar.gz" in sent and "sha256sum" in sent
+        assert "sftp-server" not in sent  # nothing went through the bot
+        assert not list((h.srv / "app" / ".incoming").iterdir())
+    uploads = [s for s in svc.store.stages(dep.id) if s.stage == "upload" and s.host]
+    assert sorted(s.host for s in uploads) == ["h1", "h2", "h3"] and all(s.ok for s in uploads)
+
+
+def test_a_partial_download_is_caught_by_checksum_and_nothing_switches(hosts, make_config, service, store_dir, lab):
+    two = hosts[:2]
+    artifact = store_dir / "sampleapp-v1.1.0.tar.gz"
+    data = artifact.read_bytes()
+    (store_dir / "sampleapp-v1.1.0.tar.gz.sha256").write_text(hashlib.sha256(data).hexdigest() + "\n")
+    with artifact_store(store_dir, lab.services_address) as url:
+        svc = service(make_config(hosts=two, artifact=url + URL_TEMPLATE, upload="fetch"))
+        assert svc.deploy("prod", "v1.0.0", "cli:test").state is State.SUCCEEDED
+        artifact.write_bytes(data[: len(data) // 2])  # the store now holds a partial copy
+        dep = svc.deploy("prod", "v1.1.0", "cli:test")
+    assert dep.state is State.FAILED and dep.failed_stage == "upload"
+    assert "checksum mismatch" in dep.error and "h1" in dep.error and "h2" in dep.error
+    for h in two:
+        assert h.current() == "v1.0.0" and h.answering() == "v1.0.0"
+        assert not (h.srv / "app" / "releases" / "v1.1.0").exists()
+        assert not list((h.srv / "app" / ".incoming").iterdir())
+
+
+def test_a_host_that_cannot_reach_the_store_fails_preflight_and_nothing_changes(hosts, make_config, service,
+                                                                                 store_dir, lab):
+    two = hosts[:2]
+    with artifact_store(store_dir, lab.services_address) as url:
+        svc = service(make_config(hosts=two, artifact=url + URL_TEMPLATE, upload="fetch"))
+        assert svc.deploy("prod", "v1.0.0", "cli:test").state is State.SUCCEEDED
+    before = [h.tree() for h in two]
+    # the bot reaches this store, the hosts do not (127.0.0.1 is each host's own loopback)
+    with artifact_store(store_dir, "127.0.0.1") as url:
+        svc = service(make_config(hosts=two, artifact=url + URL_TEMPLATE, upload="fetch"))
+        dep = svc.deploy("prod", "v1.1.0", "cli:test")
+    assert dep.state is State.FAILED and dep.failed_stage == "preflight"
+    assert "h1: " in dep.error and "h2: " in dep.error and "cannot download the artifact" in dep.error
+    assert [h.tree() for h in two] == before  # no backup, no release, no download
+    assert [h.answering() for h in two] == ["v1.0.0"] * 2
