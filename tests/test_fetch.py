@@ -21,13 +21,17 @@ def store_dir(tmp_path, artifacts):
     return folder
 
 
-def test_hosts_download_the_artifact_and_check_it(hosts, make_config, service, store_dir, lab):
+def test_hosts_download_the_artifact_and_check_it(hosts, make_config, service, store_dir, lab, cli):
     three = hosts[:3]
     # v1.1.0 has a published checksum; for v1.0.0 the bot downloads it once to compute one
     data = (store_dir / "sampleapp-v1.1.0.tar.gz").read_bytes()
     (store_dir / "sampleapp-v1.1.0.tar.gz.sha256").write_text(hashlib.sha256(data).hexdigest() + "\n")
     with artifact_store(store_dir, lab.services_address) as url:
         svc = service(make_config(hosts=three, artifact=url + URL_TEMPLATE, upload="fetch"))
+        plan = cli("deploy", "prod", "v1.1.0", "--dry-run")
+        assert plan.returncode == 0, plan.stderr
+        assert f"host downloads {url}/sampleapp-v1.1.0.tar.gz" in plan.stdout
+        assert hashlib.sha256(data).hexdigest() in plan.stdout
         for version in ("v1.0.0", "v1.1.0"):
             dep = svc.deploy("prod", version, "cli:test")
             assert dep.state is State.SUCCEEDED, dep.error
