@@ -12,7 +12,6 @@ import typer
 from bot.config import Config, ConfigError, load_config
 from bot.console_progress import ConsoleProgress
 from bot.domain import State
-from bot.redact import redact
 from bot.service import DeployService, Refused
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -62,8 +61,8 @@ def deploy(env: str, version: str, config: ConfigOpt = None,
     service = _service(config, progress=not dry_run)
     try:
         if dry_run:
-            for line in service.plan(env, version, ACTOR).describe():
-                typer.echo(redact(line))  # an artifact URL may carry credentials
+            for line in service.describe_plan(env, version, ACTOR):
+                typer.echo(line)
             return
         if not yes:
             typer.confirm(f"Deploy {version} to {env}?", abort=True)

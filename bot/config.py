@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -216,12 +217,22 @@ class App(Strict):
     def _artifact(cls, v: str) -> str:
         if "{version}" not in v:
             raise ValueError("artifact must contain {version}")
+        if v.startswith(("http://", "https://")):
+            try:
+                parts = urlsplit(v)
+                parts.port  # noqa: B018 - raises on a malformed port
+            except ValueError:
+                raise ValueError("artifact is not a valid URL") from None
+            if parts.username is not None or parts.password is not None:
+                raise ValueError("credentials in the artifact URL are not supported: they would show in every "
+                                 "host's process list and in error messages; use a signed URL") from None
         return v
 
     @field_validator("upload")
     @classmethod
     def _upload(cls, v: str, info: ValidationInfo) -> str:
-        if v == "fetch" and not str(info.data.get("artifact", "")).startswith(("http://", "https://")):
+        artifact = info.data.get("artifact")
+        if v == "fetch" and artifact is not None and not artifact.startswith(("http://", "https://")):
             raise ValueError("fetch needs an http(s) artifact URL the hosts can download; a local path is sent "
                              "with sftp")
         return v

@@ -21,7 +21,7 @@ from bot.engine import commands
 from bot.engine.events import DeploymentFinished, EventBus
 from bot.engine.health import probe
 from bot.engine.pipeline import Outcome, Pipeline
-from bot.engine.plan import ArtifactMissing, Plan, check_artifact, resolve_artifact
+from bot.engine.plan import ArtifactMissing, Plan, check_artifact, release_artifact, resolve_artifact
 from bot.recorder import StoreRecorder
 from bot.redact import redact
 from bot.store import ApprovalRecord, DeploymentRecord, LockHeld, LockRecord, Store
@@ -111,6 +111,12 @@ class DeployService:
         expect_current = self.store.last_succeeded(env_name) is not None
         return Plan(deployment_id, self.config.app.name, env, version, Kind.DEPLOY, artifact,
                     expect_current=expect_current)
+
+    def describe_plan(self, env_name: str, version: str, actor: str = "system") -> list[str]:
+        """The dry run: hosts, stages and commands, redacted (an artifact URL may carry credentials)."""
+        plan = self.plan(env_name, version, actor)
+        release_artifact(plan.artifact)
+        return [redact(line) for line in plan.describe()]
 
     def request_deploy(self, env_name: str, version: str, actor: str, *, meta: dict | None = None,
                        skip_approval: bool = False) -> DeploymentRecord:
@@ -250,7 +256,7 @@ class DeployService:
         self.store.update_meta(dep.id, owner=OWNER)
         self.store.audit(actor=dep.requested_by, action=f"{dep.kind.value}_started", environment=dep.environment,
                          version=dep.version, outcome="running", deployment_id=dep.id)
-        outcome = Outcome(State.FAILED, error="internal error")
+        outcome, plan = Outcome(State.FAILED, error="internal error"), None
         try:
             plan = self._plan_for(dep)
             pipeline = Pipeline(plan, self.pool, self.events,
@@ -262,6 +268,7 @@ class DeployService:
             raise
         finally:
             self._finish(dep, outcome)
+            release_artifact(plan.artifact if plan else None)
         return self.store.get(dep.id)
 
     def deploy(self, env_name: str, version: str, actor: str) -> DeploymentRecord:
@@ -473,7 +480,7 @@ class DeployService:
                 deployment_id: int | None = None, detail: dict | None = None) -> NoReturn:
         self.store.audit(actor=actor, action=action, environment=env, version=version, outcome="refused",
                          deployment_id=deployment_id, detail={"reason": redact(message), **(detail or {})})
-        raise Refused(message)
+        raise Refused(redact(message))  # it reaches Slack and the terminal; an artifact URL may carry credentials
 
 
 def describe_lock(lock: LockRecord) -> str:

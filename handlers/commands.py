@@ -67,7 +67,7 @@ def deploy(bot: Bot, command: dict, ack: Ack, args: DeployArgs) -> None:
 
 def _dry_run(bot: Bot, command: dict, args: DeployArgs) -> None:
     try:
-        lines = bot.service.plan(args.env, args.version, command["user_id"]).describe()
+        lines = bot.service.describe_plan(args.env, args.version, command["user_id"])
     except Refused as exc:
         _reply(bot, command, f":no_entry: {exc}")
         return

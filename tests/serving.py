@@ -28,4 +28,3 @@ def deploybot_serve(env: dict[str, str], cwd: Path, port: int, *, capture: bool 
     finally:
         proc.terminate()
         proc.output = proc.communicate(timeout=30)[0] or ""
-

@@ -45,6 +45,12 @@ def test_hosts_can_only_fetch_an_artifact_url():
     assert cfg.app.upload == "fetch"
 
 
+def test_credentials_in_the_artifact_url_are_refused_without_showing_them():
+    with pytest.raises(ConfigError) as err:
+        parse_config({**BASE, "app": {"name": "shop", "artifact": "https://ci:hunter22@store/shop-{version}.tgz"}})
+    assert "app.artifact" in str(err.value) and "hunter22" not in str(err.value)
+
+
 def test_unknown_keys_are_typos_not_silence():
     bad = {**BASE, "environments": {"prod": {**BASE["environments"]["prod"], "restrat": "x"}}}
     with pytest.raises(ConfigError, match="environments.prod.restrat"):

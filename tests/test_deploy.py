@@ -294,7 +294,13 @@ def test_rollback_with_restore_db_runs_restore_against_the_right_backup(hosts, m
 def test_cleanup_keeps_n_releases_and_never_current_or_previous(hosts, make_config, service):
     one = hosts[:1]
     svc = service(make_config(hosts=one, keep_releases=2, verify_seconds=0))
+    incoming = one[0].srv / "app" / ".incoming"
+    incoming.mkdir(parents=True)
+    (incoming / "sampleapp-v0.9.0.tar.gz.d7").write_text("left by a killed upload two days ago")
+    one[0].run("touch -d '2 days ago' /srv/app/.incoming/sampleapp-v0.9.0.tar.gz.d7", check=True)
+    (incoming / "sampleapp-v1.5.0.tar.gz.d8").write_text("another deploy's upload, in progress")
     for v in ("v1.0.0", "v1.1.0", "v1.2.0"):
         assert svc.deploy("prod", v, "cli:test").state is State.SUCCEEDED
+    assert [p.name for p in incoming.iterdir()] == ["sampleapp-v1.5.0.tar.gz.d8"]
     releases = sorted(p.name for p in (one[0].srv / "app" / "releases").iterdir())
     assert releases == ["v1.1.0", "v1.2.0"]

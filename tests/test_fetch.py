@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from contextlib import ExitStack
 
 import pytest
 
 from bot.domain import State
-from tests.lab.store import artifact_store
+from bot.engine.events import StageStarted
+from tests.lab.store import MOVED, artifact_store
 
 URL_TEMPLATE = "/sampleapp-{version}.tar.gz"
 
@@ -37,9 +39,10 @@ def test_hosts_download_the_artifact_and_check_it(hosts, make_config, service, s
             assert dep.state is State.SUCCEEDED, dep.error
     for h in three:
         assert h.current() == "v1.1.0" and h.answering() == "v1.1.0"
-        sent = "\n".join(h.commands())
-        assert f"{url}/sampleapp-v1.1.0.tar.gz" in sent and "sha256sum" in sent
-        assert "sftp-server" not in sent  # nothing went through the bot
+        # the host fetched v1.1.0 itself and checked it against the published checksum
+        download = [c for c in h.commands() if f'-o "$f" {url}/sampleapp-v1.1.0.tar.gz' in c]
+        assert len(download) == 1 and f'[ "$got" != {hashlib.sha256(data).hexdigest()} ]' in download[0]
+        assert not any("sftp-server" in c for c in h.commands())  # nothing went through the bot
         assert not list((h.srv / "app" / ".incoming").iterdir())
     uploads = [s for s in svc.store.stages(dep.id) if s.stage == "upload" and s.host]
     assert sorted(s.host for s in uploads) == ["h1", "h2", "h3"] and all(s.ok for s in uploads)
@@ -78,3 +81,32 @@ def test_a_host_that_cannot_reach_the_store_fails_preflight_and_nothing_changes(
     assert "h1: " in dep.error and "h2: " in dep.error and "cannot download the artifact" in dep.error
     assert [h.tree() for h in two] == before  # no backup, no release, no download
     assert [h.answering() for h in two] == ["v1.0.0"] * 2
+
+
+def test_a_redirecting_store_is_followed(hosts, make_config, service, store_dir, lab):
+    two = hosts[:2]
+    with artifact_store(store_dir, lab.services_address) as url:
+        svc = service(make_config(hosts=two, artifact=url + MOVED.rstrip("/") + URL_TEMPLATE, upload="fetch"))
+        dep = svc.deploy("prod", "v1.0.0", "cli:test")
+    assert dep.state is State.SUCCEEDED, dep.error
+    assert [h.answering() for h in two] == ["v1.0.0"] * 2
+
+
+def test_a_store_gone_after_preflight_fails_the_download_and_nothing_switches(hosts, make_config, service,
+                                                                              store_dir, lab):
+    two = hosts[:2]
+    with artifact_store(store_dir, lab.services_address) as url:
+        svc = service(make_config(hosts=two, artifact=url + URL_TEMPLATE, upload="fetch"))
+        assert svc.deploy("prod", "v1.0.0", "cli:test").state is State.SUCCEEDED
+    with ExitStack() as store:
+        url = store.enter_context(artifact_store(store_dir, lab.services_address))
+        svc = service(make_config(hosts=two, artifact=url + URL_TEMPLATE, upload="fetch"))
+        # every host could reach the store in preflight; it goes away before the download
+        svc.events.subscribe(lambda e: store.close() if isinstance(e, StageStarted) and e.stage == "backup" else None)
+        dep = svc.deploy("prod", "v1.1.0", "cli:test")
+    assert dep.state is State.FAILED and dep.failed_stage == "upload"
+    assert dep.error.count("download of the artifact failed on this host") == 2
+    for h in two:
+        assert h.current() == "v1.0.0" and h.answering() == "v1.0.0"
+        assert not (h.srv / "app" / "releases" / "v1.1.0").exists()
+        assert not list((h.srv / "app" / ".incoming").iterdir())

@@ -54,7 +54,7 @@ def preflight(env: Environment, path: str, *, expect_current: bool, need_release
     if fetch_url:
         lines += [
             "if command -v curl >/dev/null 2>&1; then "
-            f"curl -fsSI --connect-timeout 5 --max-time 15 -o /dev/null {q(fetch_url)}; "
+            f"curl -fsSIL --globoff --connect-timeout 5 --max-time 15 -o /dev/null {q(fetch_url)}; "
             "elif command -v wget >/dev/null 2>&1; then "
             f"wget -q --spider -T 15 -t 1 {q(fetch_url)}; "
             'else echo "neither curl nor wget on this host: app.upload fetch needs one" >&2; exit 9; fi || '
@@ -106,10 +106,11 @@ def prepare_upload(path: str) -> str:
 def download(path: str, url: str, remote_file: str) -> str:
     """The host fetches the artifact itself (app.upload: fetch); unpack() checks it as it would an upload."""
     return "\n".join([
-        prepare_upload(path),
+        prepare_upload(path) + " || exit 9",
         f"f={q(remote_file)}",
-        f'if command -v curl >/dev/null 2>&1; then curl -fsS --connect-timeout 10 -o "$f" {q(url)}; '
-        f'else wget -q -T 30 -t 1 -O "$f" {q(url)}; fi || '
+        # a store that stalls (under 1 KB/s for 30 s) is given up instead of holding the stage for command_timeout
+        f'if command -v curl >/dev/null 2>&1; then curl -fsSL --globoff --connect-timeout 10 --speed-limit 1024 '
+        f'--speed-time 30 -o "$f" {q(url)}; else wget -q -T 30 -t 1 -O "$f" {q(url)}; fi || '
         '{ rm -f "$f"; echo "download of the artifact failed on this host" >&2; exit 9; }',
     ])
 
@@ -174,6 +175,7 @@ def cleanup(path: str, keep_releases: int, protect: list[str], backup: Backup) -
         f'  for k in "$cur" {keep}; do [ "$r" = "$k" ] && continue 2; done',
         f'  if [ $n -gt {keep_releases} ]; then rm -rf -- "$r"; echo "removed release $r"; fi',
         "done",
+        f"find {q(incoming_dir(path))} -type f -mmin +1440 -delete 2>/dev/null",
         f"cd {q(path + '/backups')} 2>/dev/null || exit 0",
         "n=0",
         "for b in $(ls -1t); do",

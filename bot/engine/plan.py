@@ -7,8 +7,10 @@ import re
 import shutil
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
+from http.client import HTTPException
 from pathlib import Path
 
 from bot.config import Config, Environment, Host
@@ -20,6 +22,12 @@ class ArtifactMissing(FileNotFoundError):
     pass
 
 
+TEMP_PREFIX = "deploybot-artifact-"
+# what urllib raises for a URL it cannot fetch: OSError (URLError, HTTPError, timeouts), ValueError and
+# http.client.InvalidURL (a malformed URL, e.g. a password in it that urllib reads as a port)
+_URL_ERRORS = (OSError, ValueError, HTTPException)
+
+
 @dataclass(frozen=True)
 class Artifact:
     source: str  # the configured path or URL, for this version
@@ -29,7 +37,7 @@ class Artifact:
 
     @property
     def name(self) -> str:
-        return self.source.rsplit("/", 1)[-1]
+        return urllib.parse.urlsplit(self.source).path.rsplit("/", 1)[-1]
 
     @property
     def fetched_by_hosts(self) -> bool:
@@ -124,28 +132,34 @@ def check_artifact(config: Config, version: str) -> None:
         try:
             with urllib.request.urlopen(urllib.request.Request(location, method="HEAD"), timeout=5):  # noqa: S310
                 return
-        except OSError as exc:
+        except _URL_ERRORS as exc:
             raise ArtifactMissing(f"artifact not downloadable: {location}: {exc}") from None
     if not Path(location).is_file():
         raise ArtifactMissing(f"artifact for {version} not found: {location}")
 
 
 def resolve_artifact(config: Config, version: str) -> Artifact:
-    """Find the artifact for a version (local path or URL), with its published checksum when present.
+    """Find the artifact for a version (local path or URL), with its published checksum (a `.sha256` file beside
+    it) when there is one.
 
-    With `app.upload: fetch` the hosts download the URL themselves; the bot reads the published checksum
-    (`<url>.sha256`) and downloads the artifact only when there is none, to compute it."""
+    With `app.upload: fetch` the hosts download the URL themselves: the bot reads the published checksum and
+    downloads the artifact only when there is none, to compute it. With sftp a URL is downloaded to a temporary
+    copy, which release_artifact() removes after the run."""
     location = config.artifact_for(version)
     if location.startswith(("http://", "https://")):
+        published = _published_sha256_url(location)
         fetch = config.app.upload == "fetch"
-        published = _published_sha256_url(location) if fetch else None
-        if published:
+        if published and fetch:
             return Artifact(location, published, None, None)
-        folder = Path(tempfile.mkdtemp(prefix="deploybot-artifact-"))
-        copy = _download(location, folder)
-        sha, size = _sha256(copy), copy.stat().st_size
+        folder = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+        try:
+            copy = _download(location, folder)
+            sha, size = published or _sha256(copy), copy.stat().st_size
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         if fetch:
-            shutil.rmtree(folder)
+            shutil.rmtree(folder, ignore_errors=True)
             return Artifact(location, sha, size, None)
         return Artifact(location, sha, size, copy)
     path = Path(location)
@@ -154,6 +168,12 @@ def resolve_artifact(config: Config, version: str) -> Artifact:
     sidecar = path.with_name(path.name + ".sha256")
     sha = _checked_sha256(sidecar.read_text(), str(sidecar)) if sidecar.is_file() else _sha256(path)
     return Artifact(location, sha, path.stat().st_size, path)
+
+
+def release_artifact(artifact: Artifact | None) -> None:
+    """Remove the bot's temporary copy of a downloaded artifact, if it made one."""
+    if artifact and artifact.local and artifact.source.startswith(("http://", "https://")):
+        shutil.rmtree(artifact.local.parent, ignore_errors=True)
 
 
 def _checked_sha256(text: str, source: str) -> str:
@@ -165,15 +185,19 @@ def _checked_sha256(text: str, source: str) -> str:
 
 
 def _published_sha256_url(url: str) -> str | None:
+    """`<path>.sha256` beside the artifact (query kept). A 4xx means none is published (S3 answers 403 for a
+    missing object); not reaching the store at all is an error."""
+    parts = urllib.parse.urlsplit(url)
+    sidecar = urllib.parse.urlunsplit(parts._replace(path=parts.path + ".sha256"))
     try:
-        with urllib.request.urlopen(url + ".sha256", timeout=10) as resp:  # noqa: S310 - scheme checked
-            return _checked_sha256(resp.read(200).decode(errors="replace"), url + ".sha256")
+        with urllib.request.urlopen(sidecar, timeout=10) as resp:  # noqa: S310 - scheme checked by the caller
+            return _checked_sha256(resp.read(200).decode(errors="replace"), sidecar)
     except urllib.error.HTTPError as exc:
-        if exc.code == 404:
+        if 400 <= exc.code < 500:
             return None
-        raise ArtifactMissing(f"published checksum not readable: {url}.sha256: {exc}") from None
-    except OSError as exc:
-        raise ArtifactMissing(f"published checksum not readable: {url}.sha256: {exc}") from None
+        raise ArtifactMissing(f"published checksum not readable: {sidecar}: {exc}") from None
+    except _URL_ERRORS as exc:
+        raise ArtifactMissing(f"published checksum not readable: {sidecar}: {exc}") from None
 
 
 def _sha256(path: Path) -> str:
@@ -185,9 +209,9 @@ def _sha256(path: Path) -> str:
 
 
 def _download(url: str, folder: Path) -> Path:
-    dest = folder / url.rsplit("/", 1)[-1]
+    dest = folder / (urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1] or "artifact")
     try:
         urllib.request.urlretrieve(url, dest)  # noqa: S310 - scheme checked by the caller
-    except OSError as exc:
+    except _URL_ERRORS as exc:
         raise ArtifactMissing(f"artifact not downloadable: {url}: {exc}") from None
     return dest

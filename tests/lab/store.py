@@ -2,7 +2,8 @@
 
 Python's http.server listens with a backlog of 5: twenty hosts connecting at once overflow it, the kernel drops
 the extra SYNs and those hosts retry a second later. A real store (S3, nginx) takes them all, so this one
-listens with a real backlog.
+listens with a real backlog. Paths under /moved/ answer 302 to the same path without it, as stores that hand
+out a signed URL on a CDN do.
 """
 
 from __future__ import annotations
@@ -15,8 +16,19 @@ from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+MOVED = "/moved/"
+
 
 class _Handler(SimpleHTTPRequestHandler):
+    def send_head(self):
+        if self.path.startswith(MOVED):
+            self.send_response(302)
+            self.send_header("Location", self.path[len(MOVED) - 1:])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        return super().send_head()
+
     def log_message(self, *args) -> None:
         pass
 
