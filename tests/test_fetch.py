@@ -15,6 +15,14 @@ from tests.lab.store import MOVED, artifact_store
 URL_TEMPLATE = "/sampleapp-{version}.tar.gz"
 
 
+def assert_nothing_switched(hosts) -> None:
+    """v1.1.0 failed before any switch: v1.0.0 serving, no v1.1.0 release, no download left behind."""
+    for h in hosts:
+        assert h.current() == "v1.0.0" and h.answering() == "v1.0.0"
+        assert not (h.srv / "app" / "releases" / "v1.1.0").exists()
+        assert not list((h.srv / "app" / ".incoming").iterdir())
+
+
 @pytest.fixture
 def store_dir(tmp_path, artifacts):
     """A copy of the artifacts for a store to serve, so a test may break one without touching the others."""
@@ -60,10 +68,7 @@ def test_a_partial_download_is_caught_by_checksum_and_nothing_switches(hosts, ma
         dep = svc.deploy("prod", "v1.1.0", "cli:test")
     assert dep.state is State.FAILED and dep.failed_stage == "upload"
     assert "checksum mismatch" in dep.error and "h1" in dep.error and "h2" in dep.error
-    for h in two:
-        assert h.current() == "v1.0.0" and h.answering() == "v1.0.0"
-        assert not (h.srv / "app" / "releases" / "v1.1.0").exists()
-        assert not list((h.srv / "app" / ".incoming").iterdir())
+    assert_nothing_switched(two)
 
 
 def test_a_host_that_cannot_reach_the_store_fails_preflight_and_nothing_changes(hosts, make_config, service,
@@ -106,7 +111,4 @@ def test_a_store_gone_after_preflight_fails_the_download_and_nothing_switches(ho
         dep = svc.deploy("prod", "v1.1.0", "cli:test")
     assert dep.state is State.FAILED and dep.failed_stage == "upload"
     assert dep.error.count("download of the artifact failed on this host") == 2
-    for h in two:
-        assert h.current() == "v1.0.0" and h.answering() == "v1.0.0"
-        assert not (h.srv / "app" / "releases" / "v1.1.0").exists()
-        assert not list((h.srv / "app" / ".incoming").iterdir())
+    assert_nothing_switched(two)
