@@ -23,8 +23,8 @@ class ArtifactMissing(FileNotFoundError):
 
 
 TEMP_PREFIX = "deploybot-artifact-"
-# what urllib raises for a URL it cannot fetch: OSError (URLError, HTTPError, timeouts), ValueError and
-# http.client.InvalidURL (a malformed URL, e.g. a password in it that urllib reads as a port)
+# what urllib raises for a URL it cannot fetch: OSError (URLError, HTTPError, timeouts), and ValueError or
+# http.client.InvalidURL for a malformed one
 _URL_ERRORS = (OSError, ValueError, HTTPException)
 
 
@@ -37,7 +37,7 @@ class Artifact:
 
     @property
     def name(self) -> str:
-        return urllib.parse.urlsplit(self.source).path.rsplit("/", 1)[-1]
+        return _file_name(self.source)
 
     @property
     def fetched_by_hosts(self) -> bool:
@@ -208,8 +208,15 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _file_name(location: str) -> str:
+    """The artifact's file name, without a URL's query (a signed URL's signature is not a name)."""
+    if location.startswith(("http://", "https://")):
+        location = urllib.parse.urlsplit(location).path
+    return location.rsplit("/", 1)[-1] or "artifact"
+
+
 def _download(url: str, folder: Path) -> Path:
-    dest = folder / (urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1] or "artifact")
+    dest = folder / _file_name(url)
     try:
         urllib.request.urlretrieve(url, dest)  # noqa: S310 - scheme checked by the caller
     except _URL_ERRORS as exc:
