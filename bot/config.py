@@ -28,6 +28,11 @@ _HOST = re.compile(r"^(?:(?P<user>[A-Za-z_][A-Za-z0-9_.-]{0,31})@)?"
 _ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+def is_url(location: str) -> bool:
+    """An http(s) URL rather than a path on this machine."""
+    return location.startswith(("http://", "https://"))
+
+
 class ConfigError(ValueError):
     """Raised with every problem found, each prefixed by its location in deploy.yml."""
 
@@ -134,7 +139,7 @@ class HealthCheck(Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
+        if not is_url(v):
             raise ValueError("health.url must start with http:// or https://")
         return v
 
@@ -217,22 +222,16 @@ class App(Strict):
     def _artifact(cls, v: str) -> str:
         if "{version}" not in v:
             raise ValueError("artifact must contain {version}")
-        if v.startswith(("http://", "https://")):
-            try:
-                parts = urlsplit(v)
-                parts.port  # noqa: B018 - raises on a malformed port
-            except ValueError:
-                raise ValueError("artifact is not a valid URL") from None
-            if parts.username is not None or parts.password is not None:
-                raise ValueError("credentials in the artifact URL are not supported: they would show in every "
-                                 "host's process list and in error messages; use a signed URL") from None
+        if is_url(v) and "@" in urlsplit(v).netloc:
+            raise ValueError("credentials in the artifact URL are not supported: they would show in every host's "
+                             "process list and in error messages; use a signed URL")
         return v
 
     @field_validator("upload")
     @classmethod
     def _upload(cls, v: str, info: ValidationInfo) -> str:
         artifact = info.data.get("artifact")
-        if v == "fetch" and artifact is not None and not artifact.startswith(("http://", "https://")):
+        if v == "fetch" and artifact is not None and not is_url(artifact):
             raise ValueError("fetch needs an http(s) artifact URL the hosts can download; a local path is sent "
                              "with sftp")
         return v

@@ -5,7 +5,7 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
-from bot.config import Config
+from bot.config import Config, is_url
 
 
 def _placeholders(template: str) -> set[str]:
@@ -15,7 +15,7 @@ def _placeholders(template: str) -> set[str]:
 def problems(cfg: Config) -> list[str]:
     found: list[str] = []
     artifact = cfg.app.artifact
-    if not artifact.startswith(("http://", "https://")):
+    if not is_url(artifact):
         folder = Path(artifact.split("{version}")[0]).parent if "/" in artifact else Path(".")
         if not folder.is_dir():
             found.append(f"app.artifact: folder {folder} does not exist")

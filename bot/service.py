@@ -113,7 +113,7 @@ class DeployService:
                     expect_current=expect_current)
 
     def describe_plan(self, env_name: str, version: str, actor: str = "system") -> list[str]:
-        """The dry run: hosts, stages and commands, redacted (an artifact URL may carry credentials)."""
+        """The dry run: hosts, stages and commands, redacted (a configured command may hold a secret)."""
         plan = self.plan(env_name, version, actor)
         release_artifact(plan.artifact)
         return [redact(line) for line in plan.describe()]
@@ -480,7 +480,7 @@ class DeployService:
                 deployment_id: int | None = None, detail: dict | None = None) -> NoReturn:
         self.store.audit(actor=actor, action=action, environment=env, version=version, outcome="refused",
                          deployment_id=deployment_id, detail={"reason": redact(message), **(detail or {})})
-        raise Refused(redact(message))  # it reaches Slack and the terminal; an artifact URL may carry credentials
+        raise Refused(redact(message))  # it reaches Slack and the terminal
 
 
 def describe_lock(lock: LockRecord) -> str:

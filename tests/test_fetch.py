@@ -24,6 +24,20 @@ def assert_nothing_switched(hosts) -> None:
 
 
 @pytest.fixture
+def fetching(service, make_config, hosts):
+    """fetching(url) -> a service whose first `count` hosts download the artifacts from the store at `url`."""
+    def make(url: str, count: int = 2, template: str = URL_TEMPLATE):
+        return service(make_config(hosts=hosts[:count], artifact=url + template, upload="fetch"))
+    return make
+
+
+def deploy_v1_0_0(fetching, store_dir, lab) -> None:
+    """v1.0.0 on the hosts, fetched from a store that stops afterwards."""
+    with artifact_store(store_dir, lab.services_address) as url:
+        assert fetching(url).deploy("prod", "v1.0.0", "cli:test").state is State.SUCCEEDED
+
+
+@pytest.fixture
 def store_dir(tmp_path, artifacts):
     """A copy of the artifacts for a store to serve, so a test may break one without touching the others."""
     folder = tmp_path / "store"
@@ -31,13 +45,13 @@ def store_dir(tmp_path, artifacts):
     return folder
 
 
-def test_hosts_download_the_artifact_and_check_it(hosts, make_config, service, store_dir, lab, cli):
+def test_hosts_download_the_artifact_and_check_it(hosts, fetching, store_dir, lab, cli):
     three = hosts[:3]
     # v1.1.0 has a published checksum; for v1.0.0 the bot downloads it once to compute one
     data = (store_dir / "sampleapp-v1.1.0.tar.gz").read_bytes()
     (store_dir / "sampleapp-v1.1.0.tar.gz.sha256").write_text(hashlib.sha256(data).hexdigest() + "\n")
     with artifact_store(store_dir, lab.services_address) as url:
-        svc = service(make_config(hosts=three, artifact=url + URL_TEMPLATE, upload="fetch"))
+        svc = fetching(url, count=3)
         plan = cli("deploy", "prod", "v1.1.0", "--dry-run")
         assert plan.returncode == 0, plan.stderr
         assert f"host downloads {url}/sampleapp-v1.1.0.tar.gz" in plan.stdout
@@ -56,56 +70,47 @@ def test_hosts_download_the_artifact_and_check_it(hosts, make_config, service, s
     assert sorted(s.host for s in uploads) == ["h1", "h2", "h3"] and all(s.ok for s in uploads)
 
 
-def test_a_partial_download_is_caught_by_checksum_and_nothing_switches(hosts, make_config, service, store_dir, lab):
+def test_a_partial_download_is_caught_by_checksum_and_nothing_switches(hosts, fetching, store_dir, lab):
     two = hosts[:2]
     artifact = store_dir / "sampleapp-v1.1.0.tar.gz"
     data = artifact.read_bytes()
     (store_dir / "sampleapp-v1.1.0.tar.gz.sha256").write_text(hashlib.sha256(data).hexdigest() + "\n")
+    deploy_v1_0_0(fetching, store_dir, lab)
+    artifact.write_bytes(data[: len(data) // 2])  # the store now holds a partial copy
     with artifact_store(store_dir, lab.services_address) as url:
-        svc = service(make_config(hosts=two, artifact=url + URL_TEMPLATE, upload="fetch"))
-        assert svc.deploy("prod", "v1.0.0", "cli:test").state is State.SUCCEEDED
-        artifact.write_bytes(data[: len(data) // 2])  # the store now holds a partial copy
-        dep = svc.deploy("prod", "v1.1.0", "cli:test")
+        dep = fetching(url).deploy("prod", "v1.1.0", "cli:test")
     assert dep.state is State.FAILED and dep.failed_stage == "upload"
     assert "checksum mismatch" in dep.error and "h1" in dep.error and "h2" in dep.error
     assert_nothing_switched(two)
 
 
-def test_a_host_that_cannot_reach_the_store_fails_preflight_and_nothing_changes(hosts, make_config, service,
-                                                                                 store_dir, lab):
+def test_a_host_that_cannot_reach_the_store_fails_preflight_and_nothing_changes(hosts, fetching, store_dir, lab):
     two = hosts[:2]
-    with artifact_store(store_dir, lab.services_address) as url:
-        svc = service(make_config(hosts=two, artifact=url + URL_TEMPLATE, upload="fetch"))
-        assert svc.deploy("prod", "v1.0.0", "cli:test").state is State.SUCCEEDED
+    deploy_v1_0_0(fetching, store_dir, lab)
     before = [h.tree() for h in two]
     # the bot reaches this store, the hosts do not (127.0.0.1 is each host's own loopback)
     with artifact_store(store_dir, "127.0.0.1") as url:
-        svc = service(make_config(hosts=two, artifact=url + URL_TEMPLATE, upload="fetch"))
-        dep = svc.deploy("prod", "v1.1.0", "cli:test")
+        dep = fetching(url).deploy("prod", "v1.1.0", "cli:test")
     assert dep.state is State.FAILED and dep.failed_stage == "preflight"
     assert "h1: " in dep.error and "h2: " in dep.error and "cannot download the artifact" in dep.error
     assert [h.tree() for h in two] == before  # no backup, no release, no download
     assert [h.answering() for h in two] == ["v1.0.0"] * 2
 
 
-def test_a_redirecting_store_is_followed(hosts, make_config, service, store_dir, lab):
+def test_a_redirecting_store_is_followed(hosts, fetching, store_dir, lab):
     two = hosts[:2]
     with artifact_store(store_dir, lab.services_address) as url:
-        svc = service(make_config(hosts=two, artifact=url + MOVED.rstrip("/") + URL_TEMPLATE, upload="fetch"))
-        dep = svc.deploy("prod", "v1.0.0", "cli:test")
+        dep = fetching(url, template=MOVED.rstrip("/") + URL_TEMPLATE).deploy("prod", "v1.0.0", "cli:test")
     assert dep.state is State.SUCCEEDED, dep.error
     assert [h.answering() for h in two] == ["v1.0.0"] * 2
 
 
-def test_a_store_gone_after_preflight_fails_the_download_and_nothing_switches(hosts, make_config, service,
-                                                                              store_dir, lab):
+def test_a_store_gone_after_preflight_fails_the_download_and_nothing_switches(hosts, fetching, store_dir, lab):
     two = hosts[:2]
-    with artifact_store(store_dir, lab.services_address) as url:
-        svc = service(make_config(hosts=two, artifact=url + URL_TEMPLATE, upload="fetch"))
-        assert svc.deploy("prod", "v1.0.0", "cli:test").state is State.SUCCEEDED
+    deploy_v1_0_0(fetching, store_dir, lab)
     with ExitStack() as store:
         url = store.enter_context(artifact_store(store_dir, lab.services_address))
-        svc = service(make_config(hosts=two, artifact=url + URL_TEMPLATE, upload="fetch"))
+        svc = fetching(url)
         # every host could reach the store in preflight; it goes away before the download
         svc.events.subscribe(lambda e: store.close() if isinstance(e, StageStarted) and e.stage == "backup" else None)
         dep = svc.deploy("prod", "v1.1.0", "cli:test")

@@ -52,14 +52,9 @@ def preflight(env: Environment, path: str, *, expect_current: bool, need_release
         rel = f"{path}/releases/{need_release}"
         lines.append(f'if [ ! -d {q(rel)} ]; then echo "release {need_release} is not on this host" >&2; exit 7; fi')
     if fetch_url:
-        lines += [
-            "if command -v curl >/dev/null 2>&1; then "
-            f"curl -fsSIL --globoff --connect-timeout 5 --max-time 15 -o /dev/null {q(fetch_url)}; "
-            "elif command -v wget >/dev/null 2>&1; then "
-            f"wget -q --spider -T 15 -t 1 {q(fetch_url)}; "
-            'else echo "neither curl nor wget on this host: app.upload fetch needs one" >&2; exit 9; fi || '
-            '{ echo "this host cannot download the artifact (app.upload: fetch)" >&2; exit 9; }',
-        ]
+        lines.append(_http(fetch_url, curl="-I --connect-timeout 5 --max-time 15 -o /dev/null",
+                           wget="--spider -T 15 -t 1")
+                     + ' || { echo "this host cannot download the artifact (app.upload: fetch)" >&2; exit 9; }')
     lines.append(f'echo "{CURRENT_MARK}${{cur##*/}}"')
     return "\n".join(lines)
 
@@ -109,10 +104,16 @@ def download(path: str, url: str, remote_file: str) -> str:
         prepare_upload(path) + " || exit 9",
         f"f={q(remote_file)}",
         # a store that stalls (under 1 KB/s for 30 s) is given up instead of holding the stage for command_timeout
-        f'if command -v curl >/dev/null 2>&1; then curl -fsSL --globoff --connect-timeout 10 --speed-limit 1024 '
-        f'--speed-time 30 -o "$f" {q(url)}; else wget -q -T 30 -t 1 -O "$f" {q(url)}; fi || '
-        '{ rm -f "$f"; echo "download of the artifact failed on this host" >&2; exit 9; }',
+        _http(url, curl='--connect-timeout 10 --speed-limit 1024 --speed-time 30 -o "$f"', wget='-T 30 -t 1 -O "$f"')
+        + ' || { rm -f "$f"; echo "download of the artifact failed on this host" >&2; exit 9; }',
     ])
+
+
+def _http(url: str, *, curl: str, wget: str) -> str:
+    """A GET (or HEAD) with whichever of curl and wget the host has; both follow redirects and fail on 4xx/5xx."""
+    return (f"if command -v curl >/dev/null 2>&1; then curl -fsSL --globoff {curl} {q(url)}; "
+            f"elif command -v wget >/dev/null 2>&1; then wget -q {wget} {q(url)}; "
+            'else echo "neither curl nor wget on this host: app.upload fetch needs one" >&2; exit 9; fi')
 
 
 def unpack(path: str, remote_file: str, sha256: str, version: str) -> str:

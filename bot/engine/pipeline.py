@@ -280,7 +280,7 @@ class Pipeline:
         state, target = self.hosts[host.name], self._target(host)
         remote = f"{commands.incoming_dir(state.path)}/{artifact.name}.d{self.plan.deployment_id}"
         unpack = commands.unpack(state.path, remote, artifact.sha256, self.plan.version)
-        if artifact.local is None:
+        if artifact.fetched_by_hosts:
             return target.run(commands.download(state.path, artifact.source, remote) + "\n" + unpack)
         res = target.run(commands.prepare_upload(state.path))
         if not res.ok:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from http.client import HTTPException
 from pathlib import Path
 
-from bot.config import Config, Environment, Host
+from bot.config import Config, Environment, Host, is_url
 from bot.domain import Kind, Stage
 from bot.engine import commands
 
@@ -22,7 +22,6 @@ class ArtifactMissing(FileNotFoundError):
     pass
 
 
-TEMP_PREFIX = "deploybot-artifact-"
 # what urllib raises for a URL it cannot fetch: OSError (URLError, HTTPError, timeouts), and ValueError or
 # http.client.InvalidURL for a malformed one
 _URL_ERRORS = (OSError, ValueError, HTTPException)
@@ -128,7 +127,7 @@ def stage_commands(plan: Plan, stage: Stage, path: str) -> list[str]:
 def check_artifact(config: Config, version: str) -> None:
     """Does the artifact exist? A stat or an HTTP HEAD: cheap enough for every request and approval."""
     location = config.artifact_for(version)
-    if location.startswith(("http://", "https://")):
+    if is_url(location):
         try:
             with urllib.request.urlopen(urllib.request.Request(location, method="HEAD"), timeout=5):  # noqa: S310
                 return
@@ -146,12 +145,12 @@ def resolve_artifact(config: Config, version: str) -> Artifact:
     downloads the artifact only when there is none, to compute it. With sftp a URL is downloaded to a temporary
     copy, which release_artifact() removes after the run."""
     location = config.artifact_for(version)
-    if location.startswith(("http://", "https://")):
+    if is_url(location):
         published = _published_sha256_url(location)
         fetch = config.app.upload == "fetch"
         if published and fetch:
             return Artifact(location, published, None, None)
-        folder = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+        folder = Path(tempfile.mkdtemp(prefix="deploybot-artifact-"))
         try:
             copy = _download(location, folder)
             sha, size = published or _sha256(copy), copy.stat().st_size
@@ -172,7 +171,7 @@ def resolve_artifact(config: Config, version: str) -> Artifact:
 
 def release_artifact(artifact: Artifact | None) -> None:
     """Remove the bot's temporary copy of a downloaded artifact, if it made one."""
-    if artifact and artifact.local and artifact.source.startswith(("http://", "https://")):
+    if artifact and artifact.local and is_url(artifact.source):
         shutil.rmtree(artifact.local.parent, ignore_errors=True)
 
 
@@ -210,7 +209,7 @@ def _sha256(path: Path) -> str:
 
 def _file_name(location: str) -> str:
     """The artifact's file name, without a URL's query (a signed URL's signature is not a name)."""
-    if location.startswith(("http://", "https://")):
+    if is_url(location):
         location = urllib.parse.urlsplit(location).path
     return location.rsplit("/", 1)[-1] or "artifact"
 
