@@ -13,10 +13,8 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from slack_bolt import App
 from slack_bolt.error import BoltError
@@ -24,6 +22,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.config import Config
+from bot.executors import BoundedExecutor
 from bot.metrics import Metrics
 from bot.redact import redact
 from bot.service import DeployService
@@ -34,53 +33,6 @@ from handlers.registry import post_response_url, register, retry_handlers
 log = logging.getLogger(__name__)
 DEFAULT_API_URL = "https://slack.com/api/"
 SWEEP_SECONDS = 30.0
-
-
-class Busy(RuntimeError):
-    """The executor's queue is full: the caller is asked to retry rather than queued without limit."""
-
-
-class BoundedExecutor:
-    """A thread pool that refuses work beyond `workers + backlog` instead of queueing without end."""
-
-    def __init__(self, workers: int, backlog: int, name: str, before: Callable[[], None] | None = None):
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
-        self._before = before
-        self._slots = threading.BoundedSemaphore(workers + backlog)
-        self._pending = 0
-        self._count = threading.Lock()
-        self.name = name
-
-    @property
-    def pending(self) -> int:
-        """Jobs queued or running (tests wait for 0; a gauge could show it)."""
-        return self._pending
-
-    def _done(self, _: Future) -> None:
-        with self._count:
-            self._pending -= 1
-        self._slots.release()
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        if not self._slots.acquire(blocking=False):
-            raise Busy(f"{self.name} executor is full")
-        with self._count:
-            self._pending += 1
-        try:
-            future = self._pool.submit(self._run, fn, *args, **kwargs)
-        except BaseException:
-            self._done(Future())
-            raise
-        future.add_done_callback(self._done)
-        return future
-
-    def _run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        if self._before:
-            self._before()
-        return fn(*args, **kwargs)
-
-    def shutdown(self, wait: bool = True) -> None:
-        self._pool.shutdown(wait=wait, cancel_futures=not wait)
 
 
 @dataclass
@@ -98,7 +50,7 @@ class Runtime:
 
     def sweep(self, now: datetime | None = None) -> int:
         """Expire stale approval requests; their messages lose their buttons."""
-        expired = self.service.expire_stale(now)
+        expired = self.service.approvals.expire_stale(now)
         for dep in expired:
             self.bot.board.refresh(dep.id)
         return len(expired)
@@ -113,8 +65,7 @@ class Runtime:
         threading.Thread(target=loop, name="expiry-sweeper", daemon=True).start()
 
     def healthy(self) -> dict:
-        self.service.history(limit=1)  # the store answers
-        return {"deploys_running": sum(1 for d in self.service.history(limit=20) if d.state.is_active)}
+        return {"deploys_running": len(self.service.environments.running())}  # the store answers
 
     def wsgi(self, *, slack_over_http: bool = True) -> Callable:
         return make_wsgi(self.app, self.metrics, self.healthy, slack_over_http=slack_over_http, acking=self.acking)
@@ -156,7 +107,8 @@ def build(service: DeployService, *, token: str, signing_secret: str | None, bas
     deploys = BoundedExecutor(deploy_workers, backlog=deploy_workers * 4, name="deploy")
     acking = AckFirst()
     jobs = BoundedExecutor(job_workers, backlog=200, name="slack-job", before=acking.wait_turn)
-    bot = register(app, service, deploys, jobs=jobs, client=client, respond=respond, interval=interval)
+    service.runs.launch = deploys.submit
+    bot = register(app, service, jobs=jobs, client=client, respond=respond, interval=interval)
     return Runtime(service, app, bot, Metrics(service), deploys, jobs, acking)
 
 
@@ -178,7 +130,7 @@ def serve(config: Config, port: int = 3000) -> None:
     if not app_token and not secret:
         raise SystemExit("SLACK_SIGNING_SECRET is required in HTTP mode (or set SLACK_APP_TOKEN for Socket Mode)")
     service = DeployService(config, Store())
-    for dep in service.recover_interrupted():
+    for dep in service.runs.recover_interrupted():
         log.warning("deployment #%s was interrupted by a restart", dep.id)
     try:  # Bolt checks the token with auth.test at start; Socket Mode opens its WebSocket
         runtime = build(service, token=token, signing_secret=secret)
@@ -195,3 +147,13 @@ def serve(config: Config, port: int = 3000) -> None:
         log.info("serving on :%s (POST /slack/events, GET /healthz, GET /metrics)", port)
     wsgi = runtime.wsgi(slack_over_http=not app_token)
     waitress.serve(wsgi, host="0.0.0.0", port=port, threads=16, ident="deploybot")
+
+
+def build_console(service: DeployService, out, interval: float = 0.3):
+    """The same bot, driven from a terminal (the demo): Slack's Web API answered in-process and printed."""
+    from handlers.console import Console, ConsoleWebClient
+
+    client = ConsoleWebClient(out)
+    runtime = build(service, token="xoxb-console", signing_secret=None, client=client, verify_requests=False,
+                    respond=client.respond, interval=interval)
+    return Console(runtime, client)

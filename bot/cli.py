@@ -1,21 +1,28 @@
-"""`deploybot` on the command line: the same use cases as Slack, for operators and scripts."""
+"""`deploybot` on the command line: the same use cases as Slack, for operators and scripts.
+
+Each command imports what it uses when it runs, so `deploybot --help` starts without loading pydantic,
+SQLAlchemy, Fabric or Slack's SDK.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bot.config import Config, ConfigError, load_config
-from bot.console_progress import ConsoleProgress
-from bot.domain import State
-from bot.service import DeployService, Refused
+if TYPE_CHECKING:
+    from bot.config import Config
+    from bot.service import DeployService
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit trail.")
+# plain help (rich costs ~0.15 s at every start) and plain tracebacks (rich ones print locals: secrets)
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode=None,
+                  pretty_exceptions_enable=False)
+audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit trail.", rich_markup_mode=None)
 app.add_typer(audit_app, name="audit")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="deploy.yml (default $DEPLOYBOT_CONFIG)")]
@@ -23,6 +30,8 @@ ACTOR = f"cli:{os.environ.get('USER') or os.environ.get('LOGNAME') or 'operator'
 
 
 def _config(path: Path | None) -> Config:
+    from bot.config import ConfigError, load_config
+
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -32,13 +41,27 @@ def _config(path: Path | None) -> Config:
 
 
 def _service(path: Path | None, progress: bool = False) -> DeployService:
+    from bot.service import DeployService
     from bot.store import Store
 
     service = DeployService(_config(path), Store())
-    service.recover_interrupted()
+    service.runs.recover_interrupted()
     if progress:
+        from bot.console_progress import ConsoleProgress
+
         service.events.subscribe(ConsoleProgress())
     return service
+
+
+@contextmanager
+def _answering() -> Iterator[None]:
+    """A refusal is one line on stderr and exit 1, whichever command and wherever it was decided."""
+    from bot.service import Refused
+
+    try:
+        yield
+    except Refused as exc:
+        raise _fail(str(exc)) from None
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -47,7 +70,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _outcome(dep) -> None:
-    if dep.state is not State.SUCCEEDED:
+    if dep.state != "succeeded":
         if dep.error:
             typer.echo(f"error: {dep.error}", err=True)
         raise typer.Exit(1)
@@ -59,16 +82,14 @@ def deploy(env: str, version: str, config: ConfigOpt = None,
            dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan; nothing runs")] = False) -> None:
     """Deploy VERSION to ENV: preflight, backup, upload, migrate, switch, restart, health, verify, cleanup."""
     service = _service(config, progress=not dry_run)
-    try:
+    with _answering():
         if dry_run:
-            for line in service.describe_plan(env, version, ACTOR):
+            for line in service.requests.describe_plan(env, version, ACTOR):
                 typer.echo(line)
             return
         if not yes:
             typer.confirm(f"Deploy {version} to {env}?", abort=True)
         dep = service.deploy(env, version, ACTOR)
-    except Refused as exc:
-        raise _fail(str(exc)) from None
     _outcome(dep)
 
 
@@ -79,25 +100,19 @@ def rollback(env: str, version: Annotated[str | None, typer.Argument()] = None, 
              ) -> None:
     """Return ENV to the previous good release (or VERSION, if it is still on the hosts)."""
     service = _service(config, progress=True)
-    options = service.rollback_options(env)
-    if options.migrations_since and not restore_db:
-        typer.echo("warning: migrations ran since that release; the database was not restored "
-                   "(use --restore-db to restore the backup)", err=True)
-    try:
+    with _answering():
+        if service.requests.rollback_options(env).migrations_since and not restore_db:
+            typer.echo("warning: migrations ran since that release; the database was not restored "
+                       "(use --restore-db to restore the backup)", err=True)
         dep = service.rollback(env, ACTOR, version, reason=reason, restore_db=restore_db)
-    except Refused as exc:
-        raise _fail(str(exc)) from None
     _outcome(dep)
 
 
 @app.command()
 def status(env: Annotated[str | None, typer.Argument()] = None, config: ConfigOpt = None) -> None:
     """What each host runs now (read live) beside what the store recorded; drift is flagged."""
-    service = _service(config)
-    try:
-        statuses = service.status(env)
-    except Refused as exc:
-        raise _fail(str(exc)) from None
+    with _answering():
+        statuses = _service(config).environments.status(env)
     for st in statuses:
         flag = "  DRIFT" if st.drift else ""
         typer.echo(f"{st.environment}: recorded {st.recorded_version or '-'}{flag}")
@@ -122,11 +137,8 @@ def status(env: Annotated[str | None, typer.Argument()] = None, config: ConfigOp
 def history(env: Annotated[str | None, typer.Argument()] = None, config: ConfigOpt = None,
             limit: int = 20) -> None:
     """Recent deployments, newest first."""
-    service = _service(config)
-    try:
-        rows = service.history(env, limit)
-    except Refused as exc:
-        raise _fail(str(exc)) from None
+    with _answering():
+        rows = _service(config).environments.history(env, limit)
     for d in rows:
         took = f"{d.seconds:.1f}s" if d.seconds is not None else "-"
         typer.echo(f"#{d.id:<4} {d.created_at:%Y-%m-%d %H:%M:%S} {d.environment:<8} {d.kind.value:<8} "
@@ -137,20 +149,16 @@ def history(env: Annotated[str | None, typer.Argument()] = None, config: ConfigO
 @app.command()
 def lock(env: str, reason: Annotated[str, typer.Option("--reason", "-r")], config: ConfigOpt = None) -> None:
     """Freeze ENV: no deploy starts until `unlock`."""
-    try:
-        lk = _service(config).lock(env, ACTOR, reason)
-    except Refused as exc:
-        raise _fail(str(exc)) from None
+    with _answering():
+        lk = _service(config).locks.lock(env, ACTOR, reason)
     typer.echo(f"{env} locked by {lk.holder}: {lk.reason}")
 
 
 @app.command()
 def unlock(env: str, config: ConfigOpt = None) -> None:
     """Lift a manual freeze."""
-    try:
-        released = _service(config).unlock(env, ACTOR)
-    except Refused as exc:
-        raise _fail(str(exc)) from None
+    with _answering():
+        released = _service(config).locks.unlock(env, ACTOR)
     typer.echo(f"{env} unlocked" if released else f"{env} was not locked")
 
 

@@ -86,7 +86,7 @@ def run_demo(workdir: Path | None = None, out: TextIO = sys.stdout) -> int:
     service.events.subscribe(ConsoleProgress(out))
     print(f"workspace: {root}", file=out)
     try:
-        code = _story(service, out)
+        code = 0 if _story(service, out) else 1
     finally:
         stop_apps(root)
         service.pool.close()
@@ -94,37 +94,15 @@ def run_demo(workdir: Path | None = None, out: TextIO = sys.stdout) -> int:
     return code
 
 
-def _story(service: DeployService, out: TextIO) -> int:
-    try:
-        from handlers.console import run_story
-    except ImportError:
-        run_story = None
-    if run_story is not None:
-        ok = run_story(service, out, developer=DEVELOPER, pm=PM, good=["v1.0.0", "v1.1.0"], bad="v1.2.0")
-    else:
-        ok = _engine_story(service, out)
+def _story(service: DeployService, out: TextIO) -> bool:
+    from bot.app import build_console
+    from handlers.console import run_story
+
+    ok = run_story(build_console(service, out), developer=DEVELOPER, pm=PM, good=["v1.0.0", "v1.1.0"], bad="v1.2.0")
     _say(out, "audit trail")
     for event in service.store.audit_events():
-        print(f"  {event.at:%H:%M:%S} {event.actor:<8} {event.action:<22} {event.environment or '':<5} "
+        print(f"  {event.at:%H:%M:%S} {event.actor:<9} {event.action:<22} {event.environment or '':<5} "
               f"{event.version or '':<7} {event.outcome or ''}", file=out)
     check = service.store.verify_audit()
     print(f"  audit verify: {check.checked} rows, {'intact' if check.ok else 'TAMPERED'}", file=out)
-    return 0 if ok and check.ok else 1
-
-
-def _engine_story(service: DeployService, out: TextIO) -> bool:
-    """Without the Slack handlers: request, approve, run, through the same use cases."""
-    results = []
-    for version, expect in (("v1.0.0", "succeeded"), ("v1.1.0", "succeeded"), ("v1.2.0", "rolled_back")):
-        _say(out, f"{DEVELOPER} asks to deploy {version} to prod; {PM} approves")
-        dep = service.request_deploy("prod", version, DEVELOPER)
-        service.approve(dep.id, PM)
-        results.append(service.run(dep.id).state.value == expect)
-    _say(out, f"{DEVELOPER} rolls prod back to the previous good release")
-    results.append(service.rollback("prod", DEVELOPER, reason="demo: back to the previous release").state.value
-                   == "succeeded")
-    _say(out, "status")
-    for st in service.status("prod"):
-        for h in st.hosts:
-            print(f"  {h.name}: current {h.release}, answers {h.answering}", file=out)
-    return all(results)
+    return ok and check.ok

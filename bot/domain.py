@@ -1,7 +1,13 @@
-"""Domain words shared by the engine, the store and the front ends."""
+"""Domain words and records shared by the engine, the store, the service and the front ends.
+
+The records are plain frozen values: the store hands them out, the service returns them, the front ends render
+them, and none of them holds a database session or knows where it came from.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -28,24 +34,28 @@ class State(StrEnum):
         """Holds the environment's lock."""
         return self in (State.APPROVED, State.RUNNING, State.ROLLING_BACK)
 
+    @property
+    def words(self) -> str:
+        return self.value.replace("_", " ")
 
-FINAL_STATES = frozenset(
-    {
-        State.SUCCEEDED,
-        State.REJECTED,
-        State.EXPIRED,
-        State.CANCELLED,
-        State.FAILED,
-        State.ROLLED_BACK,
-        State.ROLLBACK_FAILED,
-        State.INTERRUPTED,
-    }
-)
+
+FINAL_STATES = frozenset({State.SUCCEEDED, State.REJECTED, State.EXPIRED, State.CANCELLED, State.FAILED,
+                          State.ROLLED_BACK, State.ROLLBACK_FAILED, State.INTERRUPTED})
 
 
 class Kind(StrEnum):
     DEPLOY = "deploy"
     ROLLBACK = "rollback"
+
+
+class Phase(StrEnum):
+    """The named parts of a deployment, in the order of the flow table (bot/engine/flow.py)."""
+    STARTING = "starting"
+    UPDATING = "updating"
+    REVERTING = "reverting"  # a rollback's middle: what updating is to a deploy
+    PUBLISHING = "publishing"
+    VERIFYING = "verifying"
+    FINISHING = "finishing"
 
 
 class Stage(StrEnum):
@@ -59,4 +69,135 @@ class Stage(StrEnum):
     HEALTH = "health"
     VERIFY = "verify"
     CLEANUP = "cleanup"
-    REVERT = "revert"  # auto-rollback of the hosts that switched: flip back, restart, health
+    REVERT = "revert"  # auto-rollback of the hosts that switched: publishing with each host's previous release
+
+
+class AuditAction(StrEnum):
+    """Everything the audit trail can say. Requests and refusals come from the service; the lifecycle writes
+    one row per transition; stage failures and the auto-rollback come from engine events."""
+    DEPLOY_REQUESTED = "deploy_requested"
+    ROLLBACK_REQUESTED = "rollback_requested"
+    REFUSED = "refused"
+    APPROVED = "approved"
+    APPROVAL_REFUSED = "approval_refused"
+    REJECTED = "rejected"
+    REJECTION_REFUSED = "rejection_refused"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    CANCEL_REFUSED = "cancel_refused"
+    ABORT_REQUESTED = "abort_requested"
+    ABORT_REFUSED = "abort_refused"
+    DEPLOY_STARTED = "deploy_started"
+    ROLLBACK_STARTED = "rollback_started"
+    STAGE_FAILED = "stage_failed"
+    AUTO_ROLLBACK_STARTED = "auto_rollback_started"
+    DEPLOY_FINISHED = "deploy_finished"
+    ROLLBACK_FINISHED = "rollback_finished"
+    INTERRUPTED = "interrupted"
+    LOCKED = "locked"
+    LOCK_REFUSED = "lock_refused"
+    UNLOCKED = "unlocked"
+    UNLOCK_REFUSED = "unlock_refused"
+
+    @classmethod
+    def started(cls, kind: Kind) -> AuditAction:
+        return cls.ROLLBACK_STARTED if kind is Kind.ROLLBACK else cls.DEPLOY_STARTED
+
+    @classmethod
+    def finished(cls, kind: Kind) -> AuditAction:
+        return cls.ROLLBACK_FINISHED if kind is Kind.ROLLBACK else cls.DEPLOY_FINISHED
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return (end - start).total_seconds() if start and end else None
+
+
+@dataclass(frozen=True)
+class DeploymentRecord:
+    id: int
+    app: str
+    environment: str
+    version: str
+    kind: Kind
+    state: State
+    requested_by: str
+    previous_version: str | None
+    reason: str
+    restore_db: bool
+    meta: dict
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str
+    failed_stage: str | None
+    failed_host: str | None
+
+    @property
+    def seconds(self) -> float | None:
+        return _seconds(self.started_at, self.finished_at)
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    deployment_id: int
+    stage: str
+    host: str | None
+    phase: str
+    started_at: datetime
+    ended_at: datetime
+    ok: bool
+    exit_code: int | None
+    excerpt: str
+    error: str
+
+    @property
+    def seconds(self) -> float:
+        return _seconds(self.started_at, self.ended_at) or 0.0
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    deployment_id: int
+    approver: str
+    decision: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class LockRecord:
+    environment: str
+    holder: str
+    reason: str
+    kind: str
+    deployment_id: int | None
+    acquired_at: datetime
+
+    def describe(self) -> str:
+        """Who holds it, since when and why: the sentence a refused requester reads."""
+        what = "frozen" if self.kind == "manual" else "locked by a running deployment"
+        return f"{self.environment} is {what}: held by {self.holder} since {self.acquired_at:%Y-%m-%d %H:%M UTC} " \
+               f"({self.reason})"
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    id: int
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    environment: str | None
+    version: str | None
+    outcome: str | None
+    deployment_id: int | None
+    detail: dict
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class AuditVerification:
+    ok: bool
+    checked: int
+    problems: list[str] = field(default_factory=list)

@@ -12,7 +12,6 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from bot.domain import State
 from bot.engine.events import DeploymentFinished, DeploymentStarted, Event, StageFinished
 from bot.service import DeployService
 
@@ -29,8 +28,8 @@ class _StateCollector(Collector):
                                     labels=["environment"])
         locked = GaugeMetricFamily("deploybot_environment_locked", "1 when the environment is locked",
                                    labels=["environment", "kind"])
-        pending = self.service.store.list_deployments(states=[State.PENDING_APPROVAL], limit=1000)
-        locks = {lk.environment: lk for lk in self.service.store.locks()}
+        pending = self.service.environments.pending()
+        locks = {lk.environment: lk for lk in self.service.environments.locks()}
         for env in self.service.config.environments:
             waiting.add_metric([env], sum(1 for d in pending if d.environment == env))
             held = locks.get(env)

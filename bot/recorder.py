@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bot.engine.events import Event, RollbackStarted, StageFinished, StageStarted
+from bot.domain import AuditAction
+from bot.engine.events import Event, StageFinished, StageStarted
 from bot.store import Store
 
 
 class StoreRecorder:
-    """Subscriber: one stage row per host result, audit rows for the milestones."""
+    """Subscriber: one stage row per host result, the current stage in the deployment's meta, an audit row per
+    failed stage. (Transitions, the automatic rollback among them, are the lifecycle's to record.)"""
 
     def __init__(self, store: Store):
         self.store = store
@@ -25,15 +27,7 @@ class StoreRecorder:
                 ok=event.ok, exit_code=event.exit_code, excerpt=event.excerpt, error=event.error,
             )
         elif isinstance(event, StageFinished) and not event.ok:
-            self._audit(event.deployment_id, "stage_failed", outcome="failed",
-                        detail={"stage": event.stage, "error": event.error})
-        elif isinstance(event, RollbackStarted):
-            self._audit(event.deployment_id, "auto_rollback_started", outcome="rolling_back",
-                        detail={"reason": event.reason, "hosts": list(event.hosts), "to": event.to_version})
-
-    def _audit(self, deployment_id: int, action: str, outcome: str, detail: dict) -> None:
-        dep = self.store.get(deployment_id)
-        self.store.audit(actor=dep.requested_by, action=action,
-                         environment=dep.environment, version=dep.version, outcome=outcome,
-                         deployment_id=deployment_id, detail=detail)
-
+            dep = self.store.get(event.deployment_id)
+            self.store.audit(actor=dep.requested_by, action=AuditAction.STAGE_FAILED, environment=dep.environment,
+                             version=dep.version, outcome="failed", deployment_id=dep.id,
+                             detail={"stage": event.stage, "error": event.error})

@@ -12,9 +12,8 @@ import logging
 
 from slack_bolt import Ack, App
 
-from bot.domain import State
+from bot.domain import DeploymentRecord, State
 from bot.service import Refused
-from bot.store import DeploymentRecord
 from handlers import blocks
 from handlers.commands import open_rollback_modal
 from handlers.context import Bot
@@ -68,7 +67,7 @@ def _click(body: dict) -> tuple[str, str, int]:
 
 def _caller(bot: Bot, user: str, dep_id: int) -> tuple[DeploymentRecord, list[str]]:
     """The deployment clicked on, and the approver groups the clicker belongs to (for its environment)."""
-    dep = bot.service.deployment(dep_id)
+    dep = bot.service.environments.deployment(dep_id)
     env = bot.service.config.environments.get(dep.environment)
     return dep, bot.groups.groups_of(user, env.approval.approvers) if env else []
 
@@ -81,13 +80,11 @@ def _refused(bot: Bot, channel: str, user: str, dep_id: int, exc: Exception) -> 
 def approve(bot: Bot, user: str, channel: str, dep_id: int) -> None:
     try:
         _, groups = _caller(bot, user, dep_id)
-        result = bot.service.approve(dep_id, user, groups=groups)
+        result = bot.service.approvals.approve(dep_id, user, groups=groups)
     except Refused as exc:
         return _refused(bot, channel, user, dep_id, exc)
     bot.board.refresh(dep_id)
-    if result.started:
-        bot.start(dep_id)
-    elif result.deployment.state is State.PENDING_APPROVAL:
+    if not result.started and result.deployment.state is State.PENDING_APPROVAL:
         bot.ephemeral(channel, user, f"Your approval of #{dep_id} is recorded ({result.approvals}/{result.needed}); "
                                      "waiting for another approver.")
 
@@ -95,8 +92,9 @@ def approve(bot: Bot, user: str, channel: str, dep_id: int) -> None:
 def open_reject(bot: Bot, user: str, channel: str, dep_id: int, trigger_id: str) -> None:
     try:
         dep, groups = _caller(bot, user, dep_id)
-        if not bot.service.can_approve(dep.environment, user, groups) or dep.state is not State.PENDING_APPROVAL:
-            bot.service.reject(dep_id, user, groups=groups)  # refuses, and audits the attempt
+        if not bot.service.approvals.can_approve(dep.environment, user, groups) \
+                or dep.state is not State.PENDING_APPROVAL:
+            bot.service.approvals.reject(dep_id, user, groups=groups)  # refuses, and audits the attempt
     except Refused as exc:
         return _refused(bot, channel, user, dep_id, exc)
     bot.client.views_open(trigger_id=trigger_id, view=blocks.reject_modal(dep, channel))
@@ -108,7 +106,7 @@ def reject_submit(bot: Bot, ack: Ack, user: str, view: dict) -> None:
     reason = (_value(view, "reason") or "").strip()
     try:
         _, groups = _caller(bot, user, dep_id)
-        bot.service.reject(dep_id, user, reason, groups=groups)
+        bot.service.approvals.reject(dep_id, user, reason, groups=groups)
     except Refused as exc:
         ack(response_action="errors", errors={"reason": str(exc)[:150]})
         return
@@ -119,7 +117,7 @@ def reject_submit(bot: Bot, ack: Ack, user: str, view: dict) -> None:
 def abort(bot: Bot, user: str, channel: str, dep_id: int) -> None:
     try:
         _, groups = _caller(bot, user, dep_id)
-        bot.service.abort(dep_id, user, groups=groups)
+        bot.service.approvals.abort(dep_id, user, groups=groups)
     except Refused as exc:
         return _refused(bot, channel, user, dep_id, exc)
     bot.board.refresh(dep_id)
@@ -135,9 +133,9 @@ def rollback_submit(bot: Bot, ack: Ack, user: str, view: dict) -> None:
         ack(response_action="errors", errors={"reason": "Say why: it goes into the audit trail."})
         return
     try:
-        dep = bot.service.request_rollback(env, user, version, reason=reason, restore_db=restore_db,
-                                           meta={"slack_channel": channel})
-    except (Refused, KeyError) as exc:
+        dep = bot.service.requests.rollback(env, user, version, reason=reason, restore_db=restore_db,
+                                            meta={"slack_channel": channel})
+    except Refused as exc:
         ack(response_action="errors", errors={"reason": str(exc)[:150]})
         return
     ack()

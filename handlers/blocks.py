@@ -11,10 +11,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from bot.config import Environment
-from bot.domain import Kind, State
+from bot.domain import ApprovalRecord, DeploymentRecord, Kind, State
 from bot.redact import redact
 from bot.service import EnvironmentStatus, RollbackOptions
-from bot.store import ApprovalRecord, DeploymentRecord
 from handlers.checklist import DONE, FAILED, PENDING, RUNNING, SKIPPED, Checklist
 
 MARK = {DONE: ":white_check_mark:", RUNNING: ":hourglass_flowing_sand:", PENDING: ":white_circle:",

@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 from slack_bolt import Ack, App
 
+from bot.domain import AuditAction
+from bot.executors import Busy
 from bot.service import Refused
 from handlers import blocks
 from handlers.context import Bot
@@ -38,7 +40,7 @@ def _listener(name: str, fn: Callable[[Bot, dict, Ack, object], None], bot: Bot)
             ack(response_type="ephemeral", text=exc.text)
         except Refused as exc:
             ack(response_type="ephemeral", text=f":no_entry: {exc}")
-        except RuntimeError as exc:  # executor full or shut down
+        except Busy as exc:
             log.warning("%s: %s", name, exc)
             ack(response_type="ephemeral", text=BUSY)
     listener.__name__ = f"command_{name.strip('/')}"
@@ -55,8 +57,8 @@ def _reply(bot: Bot, command: dict, text: str, body: list | None = None, in_chan
 # ---- /deploy ----------------------------------------------------------------------------------------------
 def deploy(bot: Bot, command: dict, ack: Ack, args: DeployArgs) -> None:
     user = command["user_id"]
-    bot.service.environment(args.env, user)  # unknown env: refused and audited, answered at once
-    bot.service.check_version(args.env, args.version, user)
+    bot.service.requests.environment(args.env, user)  # unknown env: refused and audited, answered at once
+    bot.service.requests.check_version(args.env, args.version, user)
     if args.dry_run:
         ack(response_type="ephemeral", text=f"Planning `{blocks.esc(args.env)}` {blocks.esc(args.version)} (dry run)…")
         bot.job(_dry_run, bot, command, args)
@@ -67,7 +69,7 @@ def deploy(bot: Bot, command: dict, ack: Ack, args: DeployArgs) -> None:
 
 def _dry_run(bot: Bot, command: dict, args: DeployArgs) -> None:
     try:
-        lines = bot.service.describe_plan(args.env, args.version, command["user_id"])
+        lines = bot.service.requests.describe_plan(args.env, args.version, command["user_id"])
     except Refused as exc:
         _reply(bot, command, f":no_entry: {exc}")
         return
@@ -76,7 +78,7 @@ def _dry_run(bot: Bot, command: dict, args: DeployArgs) -> None:
 
 def _request_deploy(bot: Bot, command: dict, args: DeployArgs) -> None:
     try:
-        dep = bot.service.request_deploy(args.env, args.version, command["user_id"],
+        dep = bot.service.requests.deploy(args.env, args.version, command["user_id"],
                                          meta={"slack_channel": command["channel_id"]})
     except Refused as exc:
         _reply(bot, command, f":no_entry: {exc}")
@@ -90,18 +92,19 @@ def rollback(bot: Bot, command: dict, ack: Ack, args: RollbackArgs) -> None:
     if env is None:
         raise UsageError("/rollback", "Which environment? (" + ", ".join(sorted(bot.service.config.environments))
                          + ")")
-    bot.service.environment(env, command["user_id"])
+    requests = bot.service.requests
+    requests.environment(env, command["user_id"])
     if args.version is not None:
-        bot.service.check_version(env, args.version, command["user_id"])
-    options = bot.service.rollback_options(env)
-    if options.previous_good is None and args.version is None:
-        raise Refused(f"no previous good release of {env} to roll back to")
+        requests.check_version(env, args.version, command["user_id"])
+    if requests.rollback_options(env).previous_good is None and args.version is None:
+        requests.refuse(command["user_id"], AuditAction.REFUSED, env, None,
+                        f"no previous good release of {env} to roll back to")
     ack()
     bot.job(open_rollback_modal, bot, command["trigger_id"], env, command["channel_id"], args.version)
 
 
 def open_rollback_modal(bot: Bot, trigger_id: str, env: str, channel: str, version: str | None = None) -> None:
-    options = bot.service.rollback_options(env)
+    options = bot.service.requests.rollback_options(env)
     bot.client.views_open(trigger_id=trigger_id, view=blocks.rollback_modal(options, channel, version))
 
 
@@ -113,7 +116,7 @@ def _only_env(bot: Bot) -> str | None:
 # ---- /status, /history, /lock, /unlock ---------------------------------------------------------------------
 def status(bot: Bot, command: dict, ack: Ack, args: EnvArgs) -> None:
     if args.env:
-        bot.service.environment(args.env, command["user_id"])
+        bot.service.environments.environment(args.env, command["user_id"])
     ack(response_type="ephemeral", text="Reading the hosts…")
     bot.job(_status, bot, command, args.env)
 
@@ -128,11 +131,11 @@ def _status(bot: Bot, command: dict, env: str | None) -> None:
 
 
 def history(bot: Bot, command: dict, ack: Ack, args: EnvArgs) -> None:
-    ack(response_type="ephemeral", text=blocks.history_text(bot.service.history(args.env, limit=15)))
+    ack(response_type="ephemeral", text=blocks.history_text(bot.service.environments.history(args.env, limit=15)))
 
 
 def lock(bot: Bot, command: dict, ack: Ack, args: LockArgs) -> None:
-    held = bot.service.lock(args.env, command["user_id"], args.reason)
+    held = bot.service.locks.lock(args.env, command["user_id"], args.reason)
     ack(response_type="in_channel",
         text=f":lock: *{blocks.esc(held.environment)}* locked by {blocks.user(held.holder)}: "
              f"{blocks.esc(held.reason)}. No deploy starts until `/unlock {blocks.esc(held.environment)}`.")
@@ -140,7 +143,7 @@ def lock(bot: Bot, command: dict, ack: Ack, args: LockArgs) -> None:
 
 def unlock(bot: Bot, command: dict, ack: Ack, args: EnvArgs) -> None:
     assert args.env is not None
-    if bot.service.unlock(args.env, command["user_id"]):
+    if bot.service.locks.unlock(args.env, command["user_id"]):
         ack(response_type="in_channel",
             text=f":unlock: *{blocks.esc(args.env)}* unlocked by {blocks.user(command['user_id'])}.")
     else:

@@ -1,8 +1,9 @@
 """The console adapter (like Hubot's shell adapter): the same Bolt app and handlers, driven from a terminal.
 
-Slack-shaped payloads (slash commands, button clicks, modal submissions) are dispatched in-process into the
-Bolt app built by bot.app.build (signature checks off for this in-process path only), and an in-process
-stand-in for the Slack Web API prints what the bot posts, edits and opens as plain text. No Slack account.
+Slack-shaped payloads (slash commands, button clicks, modal submissions) are dispatched in-process into a
+Bolt app that the composition root built (signature checks off for this in-process path only) around a
+ConsoleWebClient, an in-process stand-in for the Slack Web API that prints what the bot posts, edits and opens
+as plain text. No Slack account.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ import json
 import re
 import threading
 import time
-from typing import TextIO
+from typing import Protocol, TextIO
 from urllib.parse import urlencode
 
+from slack_bolt import App
 from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
 from slack_sdk.web import SlackResponse
-
-from bot.service import DeployService
 
 CHANNEL = "C0DEPLOYS"
 _EMOJI = {":white_check_mark:": "[x]", ":x:": "[!]", ":hourglass_flowing_sand:": "[~]", ":white_circle:": "[ ]",
@@ -118,23 +118,30 @@ class ConsoleWebClient(WebClient):
         return {"ok": True}
 
 
+    def respond(self, _url: str, payload: dict) -> None:
+        """Where the bot's answers through a command's response_url go: printed for the one who typed it."""
+        self.say("  (only you see) " + "\n    ".join(_lines(payload)))
+
+
+class Running(Protocol):
+    """What the console needs of the running bot (bot.app.Runtime)."""
+    app: App
+
+    def settle(self, timeout: float = 60) -> bool: ...
+
+    def close(self) -> None: ...
+
+
 class Console:
     """A terminal user's Slack: type commands, click buttons, fill modals; see what the bot answers."""
 
-    def __init__(self, service: DeployService, out: TextIO, interval: float = 0.3):
-        from bot.app import build
-
-        self.out = out
-        self.client = ConsoleWebClient(out)
-        self.runtime = build(service, token="xoxb-console", signing_secret=None, client=self.client,
-                             verify_requests=False, respond=self._respond, interval=interval)
+    def __init__(self, runtime: Running, client: ConsoleWebClient):
+        self.runtime = runtime
+        self.client = client
         self._n = itertools.count(1)
 
     def close(self) -> None:
         self.runtime.close()
-
-    def _respond(self, _url: str, payload: dict) -> None:
-        self.client.say("  (only you see) " + "\n    ".join(_lines(payload)))
 
     def _dispatch(self, body: str, content_type: str = "application/x-www-form-urlencoded") -> dict | str:
         res = self.runtime.app.dispatch(BoltRequest(body=body, headers={"content-type": [content_type]}))
@@ -201,12 +208,11 @@ def _shown(v: dict) -> str:
                [o["value"] for o in v.get("selected_options", [])])
 
 
-def run_story(service: DeployService, out: TextIO, developer: str = "U0DEV", pm: str = "U0PM",
-              good: list[str] | None = None, bad: str = "v1.2.0", env: str = "prod") -> bool:
+def run_story(console: Console, developer: str = "U0DEV", pm: str = "U0PM", good: list[str] | None = None,
+              bad: str = "v1.2.0", env: str = "prod") -> bool:
     """The demo script: request, approve, watch progress, /status, a bad version auto-rolls back, /rollback.
     Returns True when every step ended as expected."""
     good = good or ["v1.0.0", "v1.1.0"]
-    console = Console(service, out)
     results: list[bool] = []
     try:
         for version, expect in [(v, "Succeeded") for v in good] + [(bad, "Failed and rolled back")]:

@@ -2,8 +2,8 @@
 the bot's own executors, the progress board and the group cache.
 
 Listeners ack within Slack's 3 seconds and hand anything that can take longer (SSH, artifact checks, Slack
-calls) to `jobs`; deployments run on `deploys`. Both are bounded: when full, the caller is told to retry
-instead of the bot queueing without limit.
+calls) to `jobs`; the service runs deployments where the composition root told it to. Both are bounded: when
+full, the caller is told to retry (Busy) instead of the bot queueing without limit.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from typing import Any, Protocol
 
 from slack_sdk import WebClient
 
-from bot.domain import State
-from bot.service import DeployService, Refused
+from bot.service import DeployService
 from handlers.approvers import GroupCache
 from handlers.progress import ProgressBoard
 
@@ -35,7 +34,6 @@ class Submitter(Protocol):
 class Bot:
     service: DeployService
     client: WebClient
-    deploys: Submitter
     jobs: Submitter
     board: ProgressBoard
     groups: GroupCache
@@ -51,7 +49,7 @@ class Bot:
             entry = self._status.setdefault(env, [threading.Lock(), 0.0, None])
         with entry[0]:
             if entry[2] is None or time.monotonic() - entry[1] > self.status_ttl:
-                entry[2], entry[1] = self.service.status(env), time.monotonic()
+                entry[2], entry[1] = self.service.environments.status(env), time.monotonic()
             return entry[2]
 
     def job(self, fn: Callable[..., Any], *args: Any) -> Future:
@@ -65,31 +63,10 @@ class Bot:
         return self.jobs.submit(guarded)
 
     def announce(self, deployment_id: int, channel: str) -> None:
-        """Post the deployment's message; an approved one (no approval needed) starts right away."""
-        dep = self.service.deployment(deployment_id)
-        if dep.state is State.PENDING_APPROVAL:
-            try:
-                live = {h.name: h.release for h in self.service.live_hosts(dep.environment)}
-            except Exception as exc:  # noqa: BLE001 - the request still shows, with unknown versions
-                log.warning("live versions of %s unreadable: %s", dep.environment, exc)
-                live = {}
-            self.service.remember_message(deployment_id, hosts_now=live)
+        """Post a recorded request in `channel`, after the service did what follows it (the hosts' current
+        versions for an approval request, or the start of an approved one)."""
+        self.service.requests.proceed(deployment_id)
         self.board.announce(deployment_id, channel)
-        if dep.state is State.APPROVED:
-            self.start(deployment_id)
-
-    def start(self, deployment_id: int) -> Future:
-        """Run an approved deployment on the deploy executor; its message is redrawn at the end."""
-        def run() -> None:
-            try:
-                self.service.run(deployment_id)
-            except Refused as exc:
-                log.info("deployment #%s not run: %s", deployment_id, exc)
-            except Exception:
-                log.exception("deployment #%s crashed", deployment_id)
-            finally:
-                self.board.refresh(deployment_id)
-        return self.deploys.submit(run)
 
     def ephemeral(self, channel: str, user: str, text: str) -> None:
         """A private note to one user in a channel (refusals of button clicks)."""

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from slack_sdk import WebClient
 
+from bot.domain import DeploymentRecord
 from bot.engine.events import DeploymentFinished, Event
 from bot.service import DeployService
-from bot.store import DeploymentRecord
 from handlers import blocks
 from handlers.checklist import Checklist
 
@@ -154,7 +154,7 @@ class ProgressBoard:
                         self._busy -= 1
 
     def _draw(self, dep_id: int) -> None:
-        dep, approvals = self.service.deployment(dep_id), self.service.approvals(dep_id)
+        dep, approvals = self.service.environments.deployment(dep_id), self.service.environments.approvals(dep_id)
         m = self._message(dep)
         if m is None:
             return  # started outside Slack (CLI): nothing to draw
@@ -163,7 +163,7 @@ class ProgressBoard:
         if m.ts is None:
             res = self.client.chat_postMessage(channel=m.channel, text=text, blocks=body, unfurl_links=False)
             m.ts = res["ts"]
-            self.service.remember_message(dep_id, slack_channel=m.channel, slack_ts=m.ts)
+            self.service.environments.remember_message(dep_id, slack_channel=m.channel, slack_ts=m.ts)
         else:
             self.client.chat_update(channel=m.channel, ts=m.ts, text=text, blocks=body)
         m.last_sent = time.monotonic()

@@ -1,8 +1,6 @@
-"""`register(app, service, executor)`: wires every Slack listener to one Bot context."""
+"""`register(app, service, jobs=...)`: wires every Slack listener to one Bot context."""
 
 from __future__ import annotations
-
-from concurrent.futures import Executor
 
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -16,7 +14,7 @@ from slack_sdk.webhook import WebhookClient
 from bot.service import DeployService
 from handlers import actions, commands, home
 from handlers.approvers import GroupCache
-from handlers.context import Bot, Responder
+from handlers.context import Bot, Responder, Submitter
 from handlers.progress import ProgressBoard
 
 
@@ -30,14 +28,13 @@ def post_response_url(url: str, payload: dict) -> None:
     WebhookClient(url, timeout=10, retry_handlers=retry_handlers()).send_dict(payload)
 
 
-def register(app: App, service: DeployService, executor: Executor, *, jobs: Executor | None = None,
-             client: WebClient | None = None, respond: Responder = post_response_url,
-             interval: float = 1.0) -> Bot:
+def register(app: App, service: DeployService, *, jobs: Submitter, client: WebClient | None = None,
+             respond: Responder = post_response_url, interval: float = 1.0) -> Bot:
     """Subscribe the progress board to the engine and register commands, actions and App Home."""
     client = client or app.client
     board = ProgressBoard(service, client, interval=interval)
     service.events.subscribe(board)
-    bot = Bot(service=service, client=client, deploys=executor, jobs=jobs or executor, board=board,
+    bot = Bot(service=service, client=client, jobs=jobs, board=board,
               groups=GroupCache(client), respond=respond)
     commands.register(app, bot)
     actions.register(app, bot)

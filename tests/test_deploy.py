@@ -204,7 +204,7 @@ def test_host_dropped_after_switch_leaves_a_known_state(hosts, make_config, serv
     assert (trail[-1].action, trail[-1].outcome) == ("deploy_finished", "rollback_failed")
     assert svc.store.get_lock("prod") is None and svc.store.verify_audit().ok
     # back on the network, h2 still runs what it was given; status shows the drift and a rollback ends it
-    status = svc.status("prod")[0]
+    status = svc.environments.status("prod")[0]
     assert status.drift and {h.name: h.release for h in status.hosts} == {two[0].name: "v1.0.0", two[1].name: "v1.1.0"}
     assert svc.rollback("prod", "cli:test", "v1.0.0").state is State.SUCCEEDED
     assert [h.answering() for h in two] == ["v1.0.0"] * 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+from bot.app import build_console
 from bot.config import load_config
 from bot.demo import build_workspace, stop_apps
 from bot.service import DeployService
@@ -15,7 +16,8 @@ def test_console_story_deploys_rolls_back_and_renders_progress(tmp_path):
     service = DeployService(load_config(build_workspace(tmp_path)), Store(f"sqlite:///{tmp_path / 'd.db'}"))
     out = io.StringIO()
     try:
-        ok = run_story(service, out, developer="U0DEV", pm="U0PM", good=["v1.0.0", "v1.1.0"], bad="v1.2.0")
+        ok = run_story(build_console(service, out), developer="U0DEV", pm="U0PM", good=["v1.0.0", "v1.1.0"],
+                       bad="v1.2.0")
     finally:
         stop_apps(tmp_path)
         service.pool.close()

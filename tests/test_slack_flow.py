@@ -446,7 +446,7 @@ def test_dry_run_from_slack_shows_the_plan_and_runs_nothing(world, hosts):
     assert "s3cr3t" not in answer.text
     bot.settle()
     assert bot.fake.of("chat.postMessage", since=mark) == []  # no approval request
-    assert bot.service.history("prod") == []
+    assert bot.service.environments.history("prod") == []
     assert all(not h.commands() for h in two)
 
 

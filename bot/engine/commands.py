@@ -8,6 +8,8 @@ from __future__ import annotations
 from shlex import quote as q
 
 from bot.config import Backup, Environment
+from bot.domain import Stage
+from bot.targets.base import Command
 
 CURRENT_MARK = "current="
 
@@ -23,7 +25,7 @@ def _env_prelude(path: str, release: str, version: str) -> str:
 
 
 def preflight(env: Environment, path: str, *, expect_current: bool, need_release: str | None = None,
-              fetch_url: str | None = None) -> str:
+              fetch_url: str | None = None) -> Command:
     """Read-only checks: disk, required env var names (never values), the current release, a release to return to,
     and, when the host will download the artifact, that it can (a HEAD request, so nothing is downloaded twice)."""
     env_file = f"{path}/shared/.env"
@@ -56,7 +58,7 @@ def preflight(env: Environment, path: str, *, expect_current: bool, need_release
                            wget="--spider -T 15 -t 1")
                      + ' || { echo "this host cannot download the artifact (app.upload: fetch)" >&2; exit 9; }')
     lines.append(f'echo "{CURRENT_MARK}${{cur##*/}}"')
-    return "\n".join(lines)
+    return Command(Stage.PREFLIGHT, "\n".join(lines), need_release, timeout=env.ssh.connect_timeout + 30)
 
 
 def parse_current(stdout: str) -> str | None:
@@ -66,7 +68,7 @@ def parse_current(stdout: str) -> str | None:
     return None
 
 
-def backup(path: str, stamp: str, current: str | None, cfg: Backup) -> str:
+def backup(path: str, stamp: str, current: str | None, cfg: Backup) -> Command:
     """Archive the current release and run the DB dump commands into one folder, then checksum and verify it."""
     folder = f"{path}/backups/{stamp}-{current or 'none'}"
     lines = [
@@ -87,21 +89,25 @@ def backup(path: str, stamp: str, current: str | None, cfg: Backup) -> str:
         'echo "backup=$B"',
         "cat SHA256SUMS",
     ]
-    return "\n".join(lines)
+    return Command(Stage.BACKUP, "\n".join(lines), current)
 
 
 def incoming_dir(path: str) -> str:
     return f"{path}/.incoming"
 
 
-def prepare_upload(path: str) -> str:
+def _folders(path: str) -> str:
     return f"mkdir -p {q(incoming_dir(path))} {q(path + '/releases')} {q(path + '/shared')}"
+
+
+def prepare_upload(path: str) -> Command:
+    return Command(Stage.UPLOAD, _folders(path))
 
 
 def download(path: str, url: str, remote_file: str) -> str:
     """The host fetches the artifact itself (app.upload: fetch); unpack() checks it as it would an upload."""
     return "\n".join([
-        prepare_upload(path) + " || exit 9",
+        _folders(path) + " || exit 9",
         f"f={q(remote_file)}",
         # a store that stalls (under 1 KB/s for 30 s) is given up instead of holding the stage for command_timeout
         _http(url, curl='--connect-timeout 10 --speed-limit 1024 --speed-time 30 -o "$f"', wget='-T 30 -t 1 -O "$f"')
@@ -116,10 +122,12 @@ def _http(url: str, *, curl: str, wget: str) -> str:
             'else echo "neither curl nor wget on this host: app.upload fetch needs one" >&2; exit 9; fi')
 
 
-def unpack(path: str, remote_file: str, sha256: str, version: str) -> str:
+def unpack(path: str, remote_file: str, sha256: str, version: str, download_from: str | None = None) -> Command:
     """Verify the checksum on the host, then unpack beside the final folder and move it in: never half a release."""
     rel = f"{path}/releases/{version}"
-    return "\n".join([
+    lines = [download(path, download_from, remote_file)] if download_from else []
+    return Command(Stage.UPLOAD, "\n".join([
+        *lines,
         "set -e",
         f"f={q(remote_file)}",
         "got=$(sha256sum \"$f\" | cut -d' ' -f1)",
@@ -133,23 +141,22 @@ def unpack(path: str, remote_file: str, sha256: str, version: str) -> str:
         f"rm -rf {q(rel)} && mv {q(rel + '.tmp')} {q(rel)}",
         'rm -f "$f"',
         f'echo "unpacked {version} sha256={sha256}"',
-    ])
+    ]), version)
 
 
-def in_release(path: str, version: str, command: str) -> str:
+def in_release(stage: Stage, path: str, version: str, command: str) -> Command:
     """Run a configured command (migrate, restart) inside a release with the app's environment."""
-    return _env_prelude(path, f"{path}/releases/{version}", version) + command
+    return Command(stage, _env_prelude(path, f"{path}/releases/{version}", version) + command, version)
 
 
-def switch(path: str, version: str) -> str:
+def switch(path: str, version: str) -> Command:
     """Atomic flip: a new symlink renamed over `current`, so there is never a moment without one."""
-    return (
-        f"cd {q(path)} && test -d {q('releases/' + version)} && "
-        f"ln -sfn {q('releases/' + version)} current.tmp && mv -Tf current.tmp current && readlink current"
-    )
+    return Command(Stage.SWITCH, f"cd {q(path)} && test -d {q('releases/' + version)} && "
+                   f"ln -sfn {q('releases/' + version)} current.tmp && mv -Tf current.tmp current && readlink current",
+                   version)
 
 
-def restore_db(path: str, backup_glob_version: str, commands: list[str]) -> str:
+def restore_db(path: str, backup_glob_version: str, commands: list[str]) -> Command:
     """Run restore commands against the newest backup taken while `version` was current."""
     lines = [
         "set -e",
@@ -160,13 +167,13 @@ def restore_db(path: str, backup_glob_version: str, commands: list[str]) -> str:
     for cmd in commands:
         lines.append(f"( export BACKUP_DIR=\"$B\"; {_env_prelude(path, path, backup_glob_version)}{cmd} )")
     lines.append('echo "restored from $B"')
-    return "\n".join(lines)
+    return Command(Stage.RESTORE_DB, "\n".join(lines), backup_glob_version)
 
 
-def cleanup(path: str, keep_releases: int, protect: list[str], backup: Backup) -> str:
+def cleanup(path: str, keep_releases: int, protect: list[str], backup: Backup) -> Command:
     """Keep the newest N releases and backups; never the current, the previous good one, or the newest backup."""
     keep = " ".join(q(p) for p in protect if p) or "''"
-    return "\n".join([
+    return Command(Stage.CLEANUP, "\n".join([
         f"cd {q(path + '/releases')} || exit 0",
         "cur=$(readlink ../current 2>/dev/null); cur=${cur##*/}",
         "n=0",
@@ -184,8 +191,9 @@ def cleanup(path: str, keep_releases: int, protect: list[str], backup: Backup) -
         f'  old=$(find "$b" -maxdepth 0 -mtime +{backup.keep_days} 2>/dev/null)',
         f'  if [ $n -gt {backup.keep_count} ] || [ -n "$old" ]; then rm -rf -- "$b"; echo "removed backup $b"; fi',
         "done",
-    ])
+    ]))
 
 
-def read_current(path: str) -> str:
-    return f'cur=$(readlink {q(path + "/current")} 2>/dev/null || true); echo "{CURRENT_MARK}${{cur##*/}}"'
+def read_current(path: str, timeout: float) -> Command:
+    return Command("read_current", f'cur=$(readlink {q(path + "/current")} 2>/dev/null || true); '
+                   f'echo "{CURRENT_MARK}${{cur##*/}}"', timeout=timeout)

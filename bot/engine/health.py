@@ -1,54 +1,17 @@
-"""Health gate: the running version must be the requested one. An old version answering is a failure."""
+"""Health gate: poll until the requested version answers, or watch it for the verification window."""
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
-
-from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.config import HealthCheck
+from bot.targets.http import Probe, probe
+
+Prober = Callable[..., Probe]  # probe()'s signature; the in-memory fleet of the unit tests brings its own
 
 
-class HealthAnswer(BaseModel):
-    """What we accept from the app: JSON with a version string; anything else is a bad answer."""
-
-    model_config = ConfigDict(extra="allow")
-    version: str | None = None
-
-
-@dataclass(frozen=True)
-class Probe:
-    ok: bool
-    detail: str
-    version: str | None = None
-
-
-def probe(url: str, cfg: HealthCheck, expected: str | None, timeout: float = 2.0) -> Probe:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - http(s) checked in config
-            body = resp.read(65536)
-    except urllib.error.HTTPError as exc:
-        return Probe(False, f"HTTP {exc.code} from {url}")
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return Probe(False, f"no answer from {url}: {reason}")
-    try:
-        data = json.loads(body)
-        version = HealthAnswer.model_validate({"version": data.get(cfg.version_field)}).version
-    except (ValueError, AttributeError, ValidationError):
-        return Probe(False, f"{url} did not answer JSON with a `{cfg.version_field}` field")
-    if cfg.expect_version and expected and version != expected:
-        return Probe(False, f"{url} answers version {version!r}, expected {expected!r}", version)
-    return Probe(True, f"{url} answers {version}", version)
-
-
-def wait_healthy(url: str, cfg: HealthCheck, expected: str | None,
-                 sleep: Callable[[float], None] = time.sleep) -> Probe:
+def wait_healthy(url: str, cfg: HealthCheck, expected: str | None, probe: Prober = probe) -> Probe:
     """Poll until the expected version answers or the timeout passes; report the last thing seen."""
     deadline = time.monotonic() + cfg.timeout
     while True:
@@ -58,11 +21,11 @@ def wait_healthy(url: str, cfg: HealthCheck, expected: str | None,
             if not result.ok:
                 return Probe(False, f"not healthy after {cfg.timeout:g}s: {result.detail}", result.version)
             return result
-        sleep(min(cfg.interval, max(0.0, deadline - time.monotonic())))
+        time.sleep(min(cfg.interval, max(0.0, deadline - time.monotonic())))
 
 
 def watch(url: str, cfg: HealthCheck, expected: str | None, seconds: float,
-          stop: Callable[[], bool] = lambda: False) -> Probe:
+          stop: Callable[[], bool] = lambda: False, probe: Prober = probe) -> Probe:
     """Verification window: keep polling; the first bad answer fails the window."""
     end = time.monotonic() + seconds
     checks = 0

@@ -1,9 +1,8 @@
-"""Run a plan: prepare every host, publish batch by batch, verify, clean up; revert what switched on failure.
+"""Run a plan through the flow table: each phase in order, publishing batch by batch; revert what switched on
+failure, by publishing each switched host's previous release again.
 
-The pipeline returns an Outcome; the service writes the final state and only then emits DeploymentFinished,
-so a subscriber that reads the store on that event sees the end state.
-
-in-place is rolling with one batch holding every host, so there is one algorithm, not two.
+The pipeline returns an Outcome; the service's lifecycle writes the final state and only then emits
+DeploymentFinished, so a subscriber that reads the store on that event sees the end state.
 """
 
 from __future__ import annotations
@@ -16,26 +15,21 @@ from datetime import UTC, datetime
 
 from bot.config import Host
 from bot.domain import Kind, Stage, State
-from bot.engine import commands, health
-from bot.engine.events import (
-    DeploymentStarted,
-    EventBus,
-    RollbackStarted,
-    StageFinished,
-    StageStarted,
-)
+from bot.engine import commands, flow, health
+from bot.engine.events import DeploymentStarted, EventBus, RollbackStarted, StageFinished, StageStarted
 from bot.engine.plan import Plan
 from bot.redact import redact
-from bot.targets.base import Result, TargetError
-from bot.targets.pool import TargetPool, on_hosts
+from bot.targets.base import Command, Result
+from bot.targets.pool import Fleet, on_hosts
+
+Work = Callable[[Host], Result]
 
 
 @dataclass
 class HostState:
     host: Host
-    path: str
-    previous: str | None = None  # what `current` pointed at before we started
-    switched: bool = False
+    previous: str | None = None  # what `current` pointed at before we started (read by preflight)
+    switched: bool = False  # now serves the plan's version: a failure must bring it back
 
 
 @dataclass
@@ -77,112 +71,112 @@ class Cancelled(Exception):
 
 
 class Pipeline:
-    def __init__(self, plan: Plan, pool: TargetPool, events: EventBus,
-                 cancel_requested: Callable[[], bool] = lambda: False,
-                 on_rollback: Callable[[], None] = lambda: None):
+    def __init__(self, plan: Plan, pool: Fleet, events: EventBus, cancel_requested: Callable[[], bool] = lambda: False):
         self.plan = plan
         self.env = plan.env
         self.pool = pool
         self.events = events
         self.cancel_requested = cancel_requested
-        self.on_rollback = on_rollback
-        self.hosts = {h.name: HostState(h, plan.env.host_path(h)) for h in plan.hosts}
+        self.hosts = {h.name: HostState(h) for h in plan.hosts}
         self.stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + f"-d{plan.deployment_id}"
 
-    # ---- running -------------------------------------------------------------------------------
     def run(self) -> Outcome:
-        started = time.monotonic()
-        plan = self.plan
-        self._emit(DeploymentStarted(plan.deployment_id, environment=self.env.name, version=plan.version,
-                                     kind=plan.kind.value, hosts=tuple(h.name for h in plan.hosts),
-                                     stages=tuple(s.value for s in plan.stages)))
+        started, plan = time.monotonic(), self.plan
+        self.events.emit(DeploymentStarted(plan.deployment_id, environment=self.env.name, version=plan.version,
+                                           kind=plan.kind.value, hosts=tuple(h.name for h in plan.hosts),
+                                           stages=tuple(s.value for s in plan.stages)))
         try:
-            if plan.kind is Kind.ROLLBACK:
-                self._rollback_steps()
-            else:
-                self._deploy_steps()
+            for index, row in enumerate(flow.rows(plan)):
+                if index:
+                    self._checkpoint()
+                if row.per_batch:
+                    for batch_no, batch in enumerate(plan.batches()):
+                        if batch_no:
+                            self._checkpoint()
+                        self._stages([(s.stage, self._step(s.stage)) for s in row.steps], batch)
+                else:
+                    for step in row.steps:
+                        self._stages([(step.stage, self._step(step.stage))], step.hosts(plan), step.must_pass)
             outcome = Outcome(State.SUCCEEDED)
         except (StageFailed, Cancelled) as exc:
             outcome = self._recover(exc)
-        outcome.previous_version = self._previous_version()
+        previous = {s.previous for s in self.hosts.values() if s.previous}
+        outcome.previous_version = previous.pop() if len(previous) == 1 else None
         outcome.seconds = time.monotonic() - started
         return outcome
-
-    def _deploy_steps(self) -> None:
-        plan, all_hosts = self.plan, list(self.plan.hosts)
-        self._stage(Stage.PREFLIGHT, all_hosts, self._preflight)
-        self._stage(Stage.BACKUP, all_hosts, self._backup)
-        self._stage(Stage.UPLOAD, all_hosts, self._upload)
-        if self.env.migrate:
-            migrate_on = all_hosts if self.env.migrate_on == "all" else all_hosts[:1]
-            self._stage(Stage.MIGRATE, migrate_on, self._run_in_release(self.env.migrate))
-        for batch in plan.batches():
-            self._checkpoint()
-            self._publish(batch, plan.version)
-        if self.env.verify_seconds:
-            self._checkpoint()
-            self._stage(Stage.VERIFY, all_hosts, self._verify)
-        self._stage(Stage.CLEANUP, all_hosts, self._cleanup, must_pass=False)
-
-    def _rollback_steps(self) -> None:
-        plan, all_hosts = self.plan, list(self.plan.hosts)
-        self._stage(Stage.PREFLIGHT, all_hosts, self._preflight)
-        if plan.restore_db_from:
-            self._stage(Stage.RESTORE_DB, all_hosts[:1], self._restore_db)
-        self._publish(all_hosts, plan.version)
-
-    def _publish(self, hosts: list[Host], version: str) -> None:
-        self._stages([(Stage.SWITCH, self._switch(version)), (Stage.RESTART, self._run_in_release(self.env.restart)),
-                      (Stage.HEALTH, self._health(version))], hosts)
 
     def _checkpoint(self) -> None:
         if self.cancel_requested():
             raise Cancelled("aborted by request")
 
+    # ---- one step on one host: the flow table's commands, run in order ------------------------------------
+    def _step(self, stage: Stage, version: str | None = None) -> Work:
+        """`version` None: the plan's version, going forward; else a revert to that release."""
+        def work(host: Host) -> Result:
+            state = self.hosts[host.name]
+            res: Result | None = None
+            for command in flow.commands_for(stage, self.plan, host, current=state.previous, version=version,
+                                             stamp=self.stamp):
+                res = self._execute(host, command)
+                if not res.ok:
+                    return res
+            assert res is not None
+            if stage is Stage.PREFLIGHT:
+                state.previous = commands.parse_current(res.stdout)
+            elif stage is Stage.SWITCH and version is None and self.plan.kind is Kind.DEPLOY:
+                state.switched = True
+            return res
+        return work
+
+    def _execute(self, host: Host, command: Command) -> Result:
+        if command.op in (Stage.HEALTH, Stage.VERIFY):
+            url = self.env.health_url(host)
+            if command.op is Stage.HEALTH:
+                seen = health.wait_healthy(url, self.env.health, command.version, probe=self.pool.probe)
+            else:
+                seen = health.watch(url, self.env.health, command.version, self.env.verify_seconds,
+                                    stop=self.cancel_requested, probe=self.pool.probe)
+                if seen.ok and self.cancel_requested():
+                    seen = health.Probe(False, "aborted by request during the verification window")
+            return Result(host.name, command, 0 if seen.ok else 1, seen.detail if seen.ok else "",
+                          "" if seen.ok else seen.detail)
+        target = self.pool.get(self.env, host)
+        return target.put(*command.files) if command.files else target.run(command)
+
+    # ---- failure: revert what switched ----------------------------------------------------------------------
     def _recover(self, exc: StageFailed | Cancelled) -> Outcome:
         stage = exc.stage.value if isinstance(exc, StageFailed) else None
         host = exc.host if isinstance(exc, StageFailed) else None
         error = exc.error if isinstance(exc, StageFailed) else str(exc)
         switched = [s for s in self.hosts.values() if s.switched]
         if self.plan.kind is Kind.ROLLBACK or not switched:
-            state = State.CANCELLED if isinstance(exc, Cancelled) else State.FAILED
-            return Outcome(state, stage, host, error)
-        self.on_rollback()
-        reverted = self._revert(switched, reason=error)
-        state = State.ROLLED_BACK if reverted else State.ROLLBACK_FAILED
+            return Outcome(State.CANCELLED if isinstance(exc, Cancelled) else State.FAILED, stage, host, error)
+        previous = {s.previous for s in switched}
+        self.events.emit(RollbackStarted(self.plan.deployment_id, reason=error,
+                                         hosts=tuple(s.host.name for s in switched),
+                                         to_version=previous.pop() if len(previous) == 1 else None))
+        try:
+            self._stages([(Stage.REVERT, self._revert)], [s.host for s in switched])
+            state = State.ROLLED_BACK
+        except StageFailed:
+            state = State.ROLLBACK_FAILED
         return Outcome(state, stage, host, error, reverted_hosts=[s.host.name for s in switched])
 
-    def _revert(self, switched: list[HostState], reason: str) -> bool:
-        """Flip the hosts that switched back to what they ran before, restart, and check health."""
-        previous = {s.previous for s in switched}
-        to_version = previous.pop() if len(previous) == 1 else None
-        self._emit(RollbackStarted(self.plan.deployment_id, reason=reason,
-                                   hosts=tuple(s.host.name for s in switched), to_version=to_version))
+    def _revert(self, host: Host) -> Result:
+        """Publishing again, with this host's previous release: the same steps, as one chain."""
+        state = self.hosts[host.name]
+        command = Command(Stage.REVERT, f"publish {state.previous} again", state.previous)
+        if not state.previous:
+            return Result(host.name, command, None, error="no previous release on this host to return to")
+        for step in flow.PUBLISHING.steps:
+            res = self._step(step.stage, version=state.previous)(host)
+            if not res.ok:
+                return res
+        state.switched = False
+        return Result(host.name, command, 0, f"back on {state.previous}")
 
-        def revert_one(host: Host) -> Result:
-            state = self.hosts[host.name]
-            if not state.previous:
-                return Result(host.name, None, error="no previous release on this host to return to")
-            for step in (self._switch(state.previous), self._run_in_release(self.env.restart, state.previous),
-                         self._health(state.previous)):
-                res = step(host)
-                if not res.ok:
-                    return res
-            state.switched = False
-            return Result(host.name, 0, f"back on {state.previous}")
-
-        try:
-            self._stage(Stage.REVERT, [s.host for s in switched], revert_one)
-            return True
-        except StageFailed:
-            return False
-
-    # ---- stage plumbing ---------------------------------------------------------------------------
-    def _stage(self, stage: Stage, hosts: list[Host], work: Callable[[Host], Result], must_pass: bool = True) -> None:
-        self._stages([(stage, work)], hosts, must_pass)
-
-    def _stages(self, steps: list[tuple[Stage, Callable[[Host], Result]]], hosts: list[Host],
-                must_pass: bool = True) -> None:
+    # ---- stage plumbing ------------------------------------------------------------------------------------
+    def _stages(self, steps: list[tuple[Stage, Work]], hosts: list[Host], must_pass: bool = True) -> None:
         """Run `steps` on every host, the hosts in parallel, each host going on to its next step as soon as its own
         last one passed: no host waits at every step for the slowest (a 20-host switch, restart, health runs as
         one chain per host). A stage starts when the first host enters it and finishes when no host has it left
@@ -195,8 +189,8 @@ class Pipeline:
             track = tracks[stage]
             if track.started is not None and not track.ended and track.done >= track.expected:
                 track.ended = True
-                self._emit(StageFinished(dep, stage=stage.value, host=None, ok=not track.failures,
-                                         seconds=time.monotonic() - track.started, error=track.summary(names)))
+                self.events.emit(StageFinished(dep, stage=stage.value, host=None, ok=not track.failures,
+                                               seconds=time.monotonic() - track.started, error=track.summary(names)))
 
         def skip_from(index: int) -> None:  # under the lock: this host will not run steps[index:]
             for stage, _ in steps[index:]:
@@ -213,7 +207,7 @@ class Pipeline:
                         return
                     if track.started is None:
                         track.started = time.monotonic()
-                        self._emit(StageStarted(dep, stage=stage.value))
+                        self.events.emit(StageStarted(dep, stage=stage.value))
                 res = self._on_host(stage, host, work)
                 with lock:
                     track.done += 1
@@ -230,101 +224,17 @@ class Pipeline:
             track = tracks[failed[0]]
             raise StageFailed(failed[0], track.in_host_order(names)[0].host, track.summary(names))
 
-    def _on_host(self, stage: Stage, host: Host, work: Callable[[Host], Result]) -> Result:
+    def _on_host(self, stage: Stage, host: Host, work: Work) -> Result:
         """One step on one host, with its events; whatever goes wrong becomes a failed Result, never an escape."""
         dep = self.plan.deployment_id
-        self._emit(StageStarted(dep, stage=stage.value, host=host.name))
+        self.events.emit(StageStarted(dep, stage=stage.value, host=host.name))
         h0 = time.monotonic()
         try:
             res = work(host)
-        except TargetError as exc:
-            res = Result(host.name, None, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - a bug in a stage must still be recorded and reverted
-            res = Result(host.name, None, error=f"internal error: {type(exc).__name__}: {exc}")
-        self._emit(StageFinished(dep, stage=stage.value, host=host.name, ok=res.ok,
-                                 seconds=time.monotonic() - h0, exit_code=res.exit_code,
-                                 excerpt=redact.excerpt(res.stdout + ("\n" + res.stderr if res.stderr else "")),
-                                 error="" if res.ok else redact(res.describe())))
+            res = Result(host.name, Command(stage, ""), None, error=f"internal error: {type(exc).__name__}: {exc}")
+        self.events.emit(StageFinished(dep, stage=stage.value, host=host.name, ok=res.ok,
+                                       seconds=time.monotonic() - h0, exit_code=res.exit_code,
+                                       excerpt=redact.excerpt(res.stdout + ("\n" + res.stderr if res.stderr else "")),
+                                       error="" if res.ok else redact(res.describe())))
         return res
-
-    def _emit(self, event) -> None:
-        self.events.emit(event)
-
-    def _target(self, host: Host):
-        return self.pool.get(self.env, host)
-
-    def _previous_version(self) -> str | None:
-        previous = {s.previous for s in self.hosts.values() if s.previous}
-        return previous.pop() if len(previous) == 1 else None
-
-    # ---- the stages, one host at a time --------------------------------------------------------
-    def _preflight(self, host: Host) -> Result:
-        state = self.hosts[host.name]
-        need = self.plan.version if self.plan.kind is Kind.ROLLBACK else None
-        artifact = self.plan.artifact
-        fetch_url = artifact.source if artifact and artifact.fetched_by_hosts else None
-        res = self._target(host).run(commands.preflight(self.env, state.path, expect_current=self.plan.expect_current,
-                                                        need_release=need, fetch_url=fetch_url),
-                                     timeout=self.env.ssh.connect_timeout + 30)
-        if res.ok:
-            state.previous = commands.parse_current(res.stdout)
-        return res
-
-    def _backup(self, host: Host) -> Result:
-        state = self.hosts[host.name]
-        return self._target(host).run(commands.backup(state.path, self.stamp, state.previous, self.env.backup))
-
-    def _upload(self, host: Host) -> Result:
-        artifact = self.plan.artifact
-        assert artifact is not None
-        state, target = self.hosts[host.name], self._target(host)
-        remote = f"{commands.incoming_dir(state.path)}/{artifact.name}.d{self.plan.deployment_id}"
-        unpack = commands.unpack(state.path, remote, artifact.sha256, self.plan.version)
-        if artifact.fetched_by_hosts:
-            return target.run(commands.download(state.path, artifact.source, remote) + "\n" + unpack)
-        res = target.run(commands.prepare_upload(state.path))
-        if not res.ok:
-            return res
-        target.put(artifact.local, remote)
-        return target.run(unpack)
-
-    def _run_in_release(self, command: str, version: str | None = None) -> Callable[[Host], Result]:
-        def run(host: Host) -> Result:
-            path = self.hosts[host.name].path
-            return self._target(host).run(commands.in_release(path, version or self.plan.version, command))
-        return run
-
-    def _switch(self, version: str) -> Callable[[Host], Result]:
-        def run(host: Host) -> Result:
-            state = self.hosts[host.name]
-            res = self._target(host).run(commands.switch(state.path, version))
-            if res.ok and self.plan.kind is Kind.DEPLOY and version == self.plan.version:
-                state.switched = True
-            return res
-        return run
-
-    def _health(self, version: str) -> Callable[[Host], Result]:
-        def run(host: Host) -> Result:
-            probe = health.wait_healthy(self.env.health_url(host), self.env.health, version)
-            return Result(host.name, 0 if probe.ok else 1, probe.detail if probe.ok else "",
-                          "" if probe.ok else probe.detail)
-        return run
-
-    def _verify(self, host: Host) -> Result:
-        probe = health.watch(self.env.health_url(host), self.env.health, self.plan.version, self.env.verify_seconds,
-                             stop=self.cancel_requested)
-        if probe.ok and self.cancel_requested():
-            return Result(host.name, None, error="aborted by request during the verification window")
-        detail = probe.detail
-        return Result(host.name, 0 if probe.ok else 1, detail if probe.ok else "", "" if probe.ok else detail)
-
-    def _cleanup(self, host: Host) -> Result:
-        state = self.hosts[host.name]
-        protect = [self.plan.version, state.previous or ""]
-        return self._target(host).run(commands.cleanup(state.path, self.env.keep_releases, protect, self.env.backup))
-
-    def _restore_db(self, host: Host) -> Result:
-        state = self.hosts[host.name]
-        assert self.plan.restore_db_from
-        return self._target(host).run(commands.restore_db(state.path, self.plan.restore_db_from,
-                                                          self.env.backup.restore_commands))

@@ -5,19 +5,19 @@
 
 from __future__ import annotations
 
-from bot.store.audit import AuditMixin
-from bot.store.db import Database
-from bot.store.deployments import DeploymentsMixin
-from bot.store.locks import LocksMixin
-from bot.store.records import (
+from bot.domain import (
     ApprovalRecord,
     AuditRecord,
     AuditVerification,
     DeploymentRecord,
-    LockHeld,
     LockRecord,
     StageRecord,
 )
+from bot.store.audit import AuditMixin
+from bot.store.db import Database
+from bot.store.deployments import DeploymentsMixin
+from bot.store.locks import LocksMixin
+from bot.store.records import LockHeld
 
 
 class Store(DeploymentsMixin, LocksMixin, AuditMixin):

@@ -18,10 +18,11 @@ from typing import Any, TextIO
 
 from sqlalchemy import select, text
 
+from bot.domain import AuditRecord, AuditVerification
 from bot.store.db import AUDIT_LOCK, Database
 from bot.store.deployments import now
 from bot.store.models import AuditEvent, utc
-from bot.store.records import AuditRecord, AuditVerification, to_record
+from bot.store.records import to_record
 
 GENESIS = "0" * 64
 EXPORT_FIELDS = ("id", "seq", "at", "actor", "action", "environment", "version", "outcome", "deployment_id", "detail",

@@ -10,10 +10,10 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.domain import Kind, State
+from bot.domain import ApprovalRecord, DeploymentRecord, Kind, StageRecord, State
 from bot.store.db import Database
 from bot.store.models import Approval, Deployment, StageResult
-from bot.store.records import ApprovalRecord, DeploymentRecord, StageRecord, to_record
+from bot.store.records import to_record
 
 TRANSITION_FIELDS = frozenset({"started_at", "finished_at", "error", "failed_stage", "failed_host", "previous_version"})
 DECISIONS = ("approve", "reject")

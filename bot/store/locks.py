@@ -6,10 +6,11 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
+from bot.domain import LockRecord
 from bot.store.db import Database
 from bot.store.deployments import now
 from bot.store.models import Lock
-from bot.store.records import LockHeld, LockRecord, to_record
+from bot.store.records import LockHeld, to_record
 
 LOCK_KINDS = ("deploy", "manual")
 

@@ -1,4 +1,5 @@
-"""What the engine needs from a host: run a command, put a file. Failures come back as results, not hangs."""
+"""What the engine needs from a host: run a command, put a file. Every operation comes back as a Result that
+carries its command, never as an exception, so a stage records exactly what ran and how it ended."""
 
 from __future__ import annotations
 
@@ -8,8 +9,20 @@ from typing import Protocol
 
 
 @dataclass(frozen=True)
+class Command:
+    """One operation on a host: `op` names it (the stage, or `put`, `read_current`), `shell` is the exact text a
+    shell runs (what --dry-run prints, redacted), `version` the release it concerns, if any."""
+    op: str
+    shell: str
+    version: str | None = None
+    timeout: float | None = None
+    files: tuple[Path, str] | None = None  # `put`: (local file, remote path)
+
+
+@dataclass(frozen=True)
 class Result:
     host: str
+    command: Command
     exit_code: int | None  # None: the command never ran or never finished (unreachable, timeout)
     stdout: str = ""
     stderr: str = ""
@@ -26,17 +39,17 @@ class Result:
         return f"exit {self.exit_code}" + (": " + " | ".join(tail) if tail else "")
 
 
-class TargetError(RuntimeError):
-    """The host could not be reached or did not answer in time."""
-
-
 class Target(Protocol):
     """One host. Implementations keep their connection open between calls (warm reuse)."""
 
     name: str
 
-    def run(self, command: str, timeout: float | None = None) -> Result: ...
+    def run(self, command: Command) -> Result: ...
 
-    def put(self, local: Path, remote: str) -> None: ...
+    def put(self, local: Path, remote: str) -> Result: ...
 
     def close(self) -> None: ...
+
+
+def put_command(local: Path, remote: str) -> Command:
+    return Command("put", f"sftp put {local} {remote}", files=(local, remote))

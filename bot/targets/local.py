@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from bot.config import Host
-from bot.targets.base import Result, TargetError
+from bot.targets.base import Command, Result, put_command
 
 
 class LocalTarget:
@@ -16,19 +16,22 @@ class LocalTarget:
         self.name = host.name
         self.command_timeout = command_timeout
 
-    def run(self, command: str, timeout: float | None = None) -> Result:
+    def run(self, command: Command) -> Result:
+        timeout = command.timeout or self.command_timeout
         try:
-            proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True,
-                                  timeout=timeout or self.command_timeout, stdin=subprocess.DEVNULL)
+            proc = subprocess.run(["sh", "-c", command.shell], capture_output=True, text=True, timeout=timeout,
+                                  stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
-            return Result(self.name, None, error=f"{self.name}: command timed out after {timeout}s")
-        return Result(self.name, proc.returncode, proc.stdout, proc.stderr)
+            return Result(self.name, command, None, error=f"{self.name}: command timed out after {timeout:g}s")
+        return Result(self.name, command, proc.returncode, proc.stdout, proc.stderr)
 
-    def put(self, local: Path, remote: str) -> None:
+    def put(self, local: Path, remote: str) -> Result:
+        command = put_command(local, remote)
         try:
             shutil.copyfile(local, remote)
         except OSError as exc:
-            raise TargetError(f"{self.name}: copy failed: {exc}") from None
+            return Result(self.name, command, None, error=f"{self.name}: copy failed: {exc}")
+        return Result(self.name, command, 0)
 
     def close(self) -> None:
         pass

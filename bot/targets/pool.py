@@ -5,18 +5,28 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from bot.config import Environment, Host
 from bot.targets.base import Target
-from bot.targets.local import LocalTarget
-from bot.targets.ssh import SSHTarget
+from bot.targets.http import Probe, probe
 
 T = TypeVar("T")
 
 
+class Fleet(Protocol):
+    """The hosts as the engine reaches them: a target per host to run commands on, and the health URL answers.
+    TargetPool is the real one (SSH or sh, HTTP from the bot); the unit tests bring an in-memory fleet."""
+
+    def get(self, env: Environment, host: Host) -> Target: ...
+
+    def probe(self, url: str, cfg, expected: str | None, timeout: float = 2.0) -> Probe: ...
+
+
 class TargetPool:
-    """One Target per (environment, host); connections stay open until close()."""
+    """One Target per (environment, host); connections stay open until close(). Health is asked over HTTP."""
+
+    probe = staticmethod(probe)
 
     def __init__(self) -> None:
         self._targets: dict[tuple[str, str], Target] = {}
@@ -28,8 +38,12 @@ class TargetPool:
             target = self._targets.get(key)
             if target is None:
                 if host.is_local:
+                    from bot.targets.local import LocalTarget
+
                     target = LocalTarget(host, env.ssh.command_timeout)
-                else:
+                else:  # Fabric and paramiko are imported when a host is first reached over SSH
+                    from bot.targets.ssh import SSHTarget
+
                     target = SSHTarget(host, env.ssh)
                 self._targets[key] = target
             return target

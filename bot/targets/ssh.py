@@ -12,7 +12,11 @@ from fabric import Connection
 from invoke.exceptions import CommandTimedOut
 
 from bot.config import Host, SSHOptions
-from bot.targets.base import Result, TargetError
+from bot.targets.base import Command, Result, put_command
+
+
+class TargetError(RuntimeError):
+    """The host could not be reached: becomes the Result's error."""
 
 
 class SSHTarget:
@@ -60,35 +64,38 @@ class SSHTarget:
             self._conn = conn
             return conn
 
-    def run(self, command: str, timeout: float | None = None) -> Result:
+    def run(self, command: Command) -> Result:
+        timeout = command.timeout or self.options.command_timeout
         try:
             conn = self._connection()
-            res = conn.run(command, timeout=timeout or self.options.command_timeout, in_stream=False)
+            res = conn.run(command.shell, timeout=timeout, in_stream=False)
             if res.exited == -1 and not conn.is_connected:  # the channel ended with no exit status
                 self.close()
-                return Result(self.name, None, res.stdout, res.stderr,
+                return Result(self.name, command, None, res.stdout, res.stderr,
                               error=f"{self.name}: connection lost: no answer for {self.options.dead_after:g}s")
-            return Result(self.name, res.exited, res.stdout, res.stderr)
+            return Result(self.name, command, res.exited, res.stdout, res.stderr)
         except TargetError as exc:
-            return Result(self.name, None, error=str(exc))
+            return Result(self.name, command, None, error=str(exc))
         except CommandTimedOut as exc:
             self.close()  # the channel may be wedged; reconnect next time
-            return Result(self.name, None, error=f"{self.name}: command timed out after {exc.timeout:.0f}s")
+            return Result(self.name, command, None, error=f"{self.name}: command timed out after {exc.timeout:.0f}s")
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.close()
-            return Result(self.name, None, error=f"{self.name}: connection lost: {exc}")
+            return Result(self.name, command, None, error=f"{self.name}: connection lost: {exc}")
 
-    def put(self, local: Path, remote: str) -> None:
+    def put(self, local: Path, remote: str) -> Result:
+        command = put_command(local, remote)
         try:
             conn = self._connection()
             sftp = conn.sftp()
             sftp.get_channel().settimeout(self.options.command_timeout)
             sftp.put(str(local), remote)
-        except TargetError:
-            raise
+            return Result(self.name, command, 0)
+        except TargetError as exc:
+            return Result(self.name, command, None, error=str(exc))
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.close()
-            raise TargetError(f"{self.name}: upload failed: {exc}") from None
+            return Result(self.name, command, None, error=f"{self.name}: upload failed: {exc}")
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,130 @@
+"""The flow table: every deployment is this one short list of phases, as Capistrano's framework tasks are.
+
+A deploy is starting / updating / publishing / verifying / finishing. A rollback is the same list with
+reverting in place of updating. An automatic revert is publishing again, with each host's previous release.
+Plan.stages, --dry-run (Plan.describe) and the Pipeline all iterate FLOW, and `commands_for` is the only place
+that says what a step runs on a host, so the plan printed is the plan that runs. Adding a stage is one Step
+here plus its commands below; a strategy decides how publishing walks the hosts (Plan.batches).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bot.config import Host
+from bot.domain import Kind, Phase, Stage
+from bot.engine import commands
+from bot.targets.base import Command, put_command
+
+if TYPE_CHECKING:
+    from bot.engine.plan import Plan
+
+UNKNOWN = "<current>"  # what a host's current release is called before preflight has read it (dry run)
+
+
+def _always(plan: Plan) -> bool:
+    return True
+
+
+def _all_hosts(plan: Plan) -> list[Host]:
+    return list(plan.hosts)
+
+
+def _first_host(plan: Plan) -> list[Host]:
+    return list(plan.hosts[:1])
+
+
+@dataclass(frozen=True)
+class Step:
+    stage: Stage
+    when: Callable[[Plan], bool] = _always  # is this step part of that plan?
+    hosts: Callable[[Plan], list[Host]] = _all_hosts
+    must_pass: bool = True  # a failure stops the deployment (cleanup's does not)
+
+
+@dataclass(frozen=True)
+class PhaseRow:
+    phase: Phase
+    steps: tuple[Step, ...]
+    kinds: tuple[Kind, ...] = (Kind.DEPLOY, Kind.ROLLBACK)
+    per_batch: bool = False  # publishing: the strategy's batches, one chain of steps per host
+
+
+def _deploying(plan: Plan) -> bool:
+    return plan.kind is Kind.DEPLOY
+
+
+FLOW: tuple[PhaseRow, ...] = (
+    PhaseRow(Phase.STARTING, (Step(Stage.PREFLIGHT), Step(Stage.BACKUP, when=_deploying))),
+    PhaseRow(Phase.UPDATING, (
+        Step(Stage.UPLOAD),
+        Step(Stage.MIGRATE, when=lambda p: bool(p.env.migrate),
+             hosts=lambda p: list(p.hosts) if p.env.migrate_on == "all" else list(p.hosts[:1])),
+    ), kinds=(Kind.DEPLOY,)),
+    PhaseRow(Phase.REVERTING, (Step(Stage.RESTORE_DB, when=lambda p: bool(p.restore_db_from), hosts=_first_host),),
+             kinds=(Kind.ROLLBACK,)),
+    PhaseRow(Phase.PUBLISHING, (Step(Stage.SWITCH), Step(Stage.RESTART), Step(Stage.HEALTH)), per_batch=True),
+    PhaseRow(Phase.VERIFYING, (Step(Stage.VERIFY, when=lambda p: _deploying(p) and p.env.verify_seconds > 0),)),
+    PhaseRow(Phase.FINISHING, (Step(Stage.CLEANUP, when=_deploying, must_pass=False),)),
+)
+PUBLISHING = next(row for row in FLOW if row.phase is Phase.PUBLISHING)
+
+
+def rows(plan: Plan) -> list[PhaseRow]:
+    """The phases of this plan, each with only the steps that apply to it; empty phases left out."""
+    out = []
+    for row in FLOW:
+        steps = tuple(s for s in row.steps if s.when(plan))
+        if plan.kind in row.kinds and steps:
+            out.append(PhaseRow(row.phase, steps, row.kinds, row.per_batch))
+    return out
+
+
+def stages(plan: Plan) -> list[Stage]:
+    return [step.stage for row in rows(plan) for step in row.steps]
+
+
+def commands_for(stage: Stage, plan: Plan, host: Host, *, current: str | None, version: str | None = None,
+                 stamp: str = "") -> list[Command]:
+    """What `stage` runs on `host`, in order: shell commands, a file put, or a health check made from the bot.
+    `current` is what the host ran before (read by preflight), `version` the release to publish (the plan's,
+    or the previous one when reverting)."""
+    env, path = plan.env, plan.env.host_path(host)
+    version = version or plan.version
+    url = env.health_url(host)
+    if stage is Stage.PREFLIGHT:
+        artifact = plan.artifact
+        fetch_url = artifact.source if artifact and artifact.fetched_by_hosts else None
+        return [commands.preflight(env, path, expect_current=plan.expect_current,
+                                   need_release=plan.version if plan.kind is Kind.ROLLBACK else None,
+                                   fetch_url=fetch_url)]
+    if stage is Stage.BACKUP:
+        return [commands.backup(path, stamp, current, env.backup)]
+    if stage is Stage.UPLOAD:
+        artifact = plan.artifact
+        assert artifact is not None, "a deploy plan has an artifact"
+        remote = f"{commands.incoming_dir(path)}/{artifact.name}.d{plan.deployment_id}"
+        if artifact.fetched_by_hosts:
+            return [commands.unpack(path, remote, artifact.sha256, version, download_from=artifact.source)]
+        assert artifact.local is not None
+        return [commands.prepare_upload(path), put_command(artifact.local, remote),
+                commands.unpack(path, remote, artifact.sha256, version)]
+    if stage is Stage.MIGRATE:
+        return [commands.in_release(Stage.MIGRATE, path, version, env.migrate or "")]
+    if stage is Stage.RESTORE_DB:
+        return [commands.restore_db(path, plan.restore_db_from or version, env.backup.restore_commands)]
+    if stage is Stage.SWITCH:
+        return [commands.switch(path, version)]
+    if stage is Stage.RESTART:
+        return [commands.in_release(Stage.RESTART, path, version, env.restart)]
+    if stage is Stage.HEALTH:
+        return [Command(Stage.HEALTH, f"GET {url} until it answers version {version} "
+                                      f"(every {env.health.interval:g}s, at most {env.health.timeout:g}s)", version)]
+    if stage is Stage.VERIFY:
+        return [Command(Stage.VERIFY, f"GET {url} every {env.health.interval:g}s for {env.verify_seconds:g}s, "
+                                      f"each answering version {version}", version)]
+    if stage is Stage.CLEANUP:
+        return [commands.cleanup(path, env.keep_releases, [plan.version, current or ""], env.backup)]
+    raise ValueError(f"no commands for stage {stage}")

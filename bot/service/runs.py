@@ -1,0 +1,151 @@
+"""Runs: an approved deployment executed to its end through the lifecycle, launched where the front end says
+(the Slack bot's deploy executor, or inline for the CLI), and recovery of deployments whose process died."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from bot.domain import DeploymentRecord, Kind, State
+from bot.engine.events import Event, RollbackStarted
+from bot.engine.plan import Plan
+from bot.executors import Busy
+from bot.redact import redact
+from bot.service.base import Refused, UseCases
+from bot.service.lifecycle import BOT, Transition
+
+log = logging.getLogger(__name__)
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
+Launcher = Callable[[Callable[[], None]], object]  # e.g. an executor's submit; raises Busy when full
+
+
+ENDING = {State.SUCCEEDED: Transition.SUCCEED, State.FAILED: Transition.FAIL, State.CANCELLED: Transition.STOP}
+
+
+def inline(job: Callable[[], None]) -> None:
+    job()
+
+
+class Runs(UseCases):
+    def __init__(self, ctx, environments, plan_deploy: Callable[..., Plan]):
+        super().__init__(ctx)
+        self.environments = environments
+        self.plan_deploy = plan_deploy
+        self.launch: Launcher = inline
+        self._running: set[int] = set()
+        self.events.subscribe(self._on_event)
+
+    def start(self, deployment_id: int) -> None:
+        """Run an approved deployment where the front end runs deployments. When there is no room, the deployment
+        is cancelled (its lock released) and the requester is told to ask again."""
+        def job() -> None:
+            try:
+                self.run(deployment_id)
+            except Refused as exc:
+                log.info("deployment #%s not run: %s", deployment_id, exc)
+            except Exception:
+                log.exception("deployment #%s crashed", deployment_id)
+        try:
+            self.launch(job)
+        except Busy:
+            dep = self.deployment(deployment_id)
+            message = "deploybot is running as many deployments as it can; ask again in a minute"
+            self.lifecycle.fire(dep, Transition.CANCEL, BOT, error=message, detail={"reason": message})
+            raise Refused(message) from None
+
+    def run(self, deployment_id: int) -> DeploymentRecord:
+        """Execute an approved deployment to its end; the lifecycle releases the lock on every path."""
+        from bot.engine.artifact import release_artifact
+        from bot.engine.pipeline import Outcome, Pipeline
+
+        dep = self.deployment(deployment_id)
+        running = self.lifecycle.fire(dep, Transition.START, dep.requested_by)
+        if running is None:
+            raise Refused(f"deployment #{dep.id} is {self.deployment(dep.id).state.words}, not approved")
+        self.store.update_meta(dep.id, owner=OWNER)
+        self._running.add(dep.id)
+        outcome, plan = Outcome(State.FAILED, error="internal error"), None
+        try:
+            plan = self._plan_for(running)
+            outcome = Pipeline(plan, self.ctx.pool, self.events, cancel_requested=self._abort_flag(dep.id)).run()
+        except Refused as exc:
+            outcome = Outcome(State.FAILED, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - record, never lose the deployment
+            outcome = Outcome(State.FAILED, error=redact(f"{type(exc).__name__}: {exc}"))
+            raise
+        finally:
+            self._running.discard(dep.id)
+            self._finish(running, outcome)
+            release_artifact(plan.artifact if plan else None)
+        return self.deployment(dep.id)
+
+    def recover_interrupted(self) -> list[DeploymentRecord]:
+        """At start: deployments whose process died become `interrupted` (their locks released), and what each
+        host runs now is read live and written to the audit trail."""
+        found = []
+        host_name = OWNER.split(":")[0]
+        for dep in self.store.list_deployments(states=[State.RUNNING, State.ROLLING_BACK], limit=500):
+            name, _, pid = str(dep.meta.get("owner", "")).partition(":")
+            if name == host_name and pid.isdigit() and _alive(int(pid)):
+                continue
+            live = {}
+            if dep.environment in self.config.environments:
+                live = {h.name: h.release or h.error for h in self.environments.live_hosts(dep.environment)}
+            after = self.lifecycle.fire(dep, Transition.INTERRUPT, BOT,
+                                        error="the bot stopped while this deployment ran",
+                                        detail={"hosts_now": live, "stage": dep.meta.get("stage")})
+            if after:
+                found.append(after)
+        return found
+
+    def _on_event(self, event: Event) -> None:
+        """The engine reports an automatic rollback once, as an event; the lifecycle records it."""
+        if isinstance(event, RollbackStarted) and event.deployment_id in self._running:
+            self.lifecycle.fire(self.deployment(event.deployment_id), Transition.REVERT, BOT,
+                                detail={"reason": event.reason, "hosts": list(event.hosts), "to": event.to_version})
+
+    def _plan_for(self, dep: DeploymentRecord) -> Plan:
+        if dep.kind is Kind.ROLLBACK:
+            return Plan(dep.id, self.config.app.name, self.config.environments[dep.environment], dep.version,
+                        Kind.ROLLBACK, restore_db_from=dep.version if dep.restore_db else None)
+        return self.plan_deploy(dep.environment, dep.version, dep.requested_by, deployment_id=dep.id)
+
+    def _finish(self, dep: DeploymentRecord, outcome) -> None:
+        fields = {"error": outcome.error, "failed_stage": outcome.failed_stage, "failed_host": outcome.failed_host}
+        if outcome.previous_version and dep.kind is Kind.DEPLOY:
+            fields["previous_version"] = outcome.previous_version
+        current = self.deployment(dep.id)
+        if current.state is State.ROLLING_BACK:
+            ok = outcome.state is State.ROLLED_BACK
+            transition = Transition.REVERTED if ok else Transition.REVERT_FAILED
+        else:
+            transition = ENDING.get(outcome.state, Transition.FAIL)
+        self.lifecycle.fire(current, transition, dep.requested_by, seconds=outcome.seconds,
+                            detail={"seconds": round(outcome.seconds, 3), "failed_stage": outcome.failed_stage,
+                                    "failed_host": outcome.failed_host, "error": redact(outcome.error)[:2000],
+                                    "reverted_hosts": outcome.reverted_hosts}, **fields)
+
+    def _abort_flag(self, deployment_id: int, every: float = 0.5) -> Callable[[], bool]:
+        """Whether someone asked to abort. Read from the store, since any replica may have taken the click, but at
+        most every `every` seconds: the verification window asks once per probe per host."""
+        guard, seen = threading.Lock(), {"at": float("-inf"), "abort": False}
+
+        def requested() -> bool:
+            with guard:
+                if not seen["abort"] and time.monotonic() - seen["at"] >= every:
+                    seen["at"] = time.monotonic()
+                    seen["abort"] = bool(self.store.get(deployment_id).meta.get("abort_requested_by"))
+                return seen["abort"]
+        return requested
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
