@@ -7,6 +7,7 @@ audit trail.
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,7 +19,6 @@ from typing import TextIO
 import yaml
 
 from bot.config import load_config
-from bot.console_progress import ConsoleProgress
 from bot.sampleapp import build_artifacts, write_shared_env
 from bot.service import DeployService
 from bot.store import Store
@@ -78,19 +78,23 @@ def _say(out: TextIO, text: str) -> None:
 
 
 def run_demo(workdir: Path | None = None, out: TextIO = sys.stdout) -> int:
+    """The story in the terminal; the temporary workspace is removed at the end unless `workdir` names one."""
     root = Path(workdir or tempfile.mkdtemp(prefix="deploybot-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     config_path = build_workspace(root)
     service = DeployService(load_config(config_path), Store(f"sqlite:///{root / 'deploybot.db'}"))
-    service.events.subscribe(ConsoleProgress(out))
     print(f"workspace: {root}", file=out)
     try:
         code = 0 if _story(service, out) else 1
     finally:
         stop_apps(root)
         service.pool.close()
-    print(f"\ndemo finished in {time.monotonic() - started:.1f}s (workspace kept at {root})", file=out)
+        service.store.close()
+        if workdir is None:
+            shutil.rmtree(root, ignore_errors=True)
+    kept = f"workspace kept at {root}" if workdir else "workspace removed; --workdir DIR keeps one"
+    print(f"\ndemo finished in {time.monotonic() - started:.1f}s ({kept})", file=out)
     return code
 
 

@@ -27,3 +27,14 @@ def test_demo_tells_the_whole_story_and_exits_zero(tmp_path):
         pid = int(pid_file.read_text())
         stat = Path(f"/proc/{pid}/stat")
         assert not stat.exists() or stat.read_text().split(") ")[1][0] == "Z"
+
+
+def test_demo_removes_its_temporary_workspace(tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_URL", "DEPLOYBOT_"))}
+    env.update(PYTHONPATH=str(Path(__file__).resolve().parents[1]), TMPDIR=str(scratch))
+    res = subprocess.run([sys.executable, "-m", "bot.cli", "demo"], capture_output=True, text=True, timeout=120,
+                         env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "workspace removed" in res.stdout and list(scratch.iterdir()) == []
