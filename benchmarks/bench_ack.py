@@ -1,4 +1,4 @@
-"""Slash-command acknowledgement latency while a deploy runs: /status and /deploy, 50 concurrent requests.
+"""Slash-command acknowledgement latency while a deploy runs: /deploy status and /deploy, 50 concurrent requests.
 
 `deploybot serve` (its own process: waitress, the bot's executors) answers signed requests from 50 client threads
 while a deploy to 5 namespace hosts runs (verify window held open so it lasts the whole measurement). The
@@ -63,16 +63,16 @@ def client(url: str, response_base: str, rounds: int, concurrency: int) -> None:
     answer, not the load generator's own Python work (50 client threads would queue on their own GIL)."""
     slack = SlackClient(url, SIGNING_SECRET, response_base)
     address = urlsplit(url)
-    samples: dict[str, list[float]] = {"/status": [], "/deploy": []}
+    samples: dict[str, list[float]] = {"/deploy status": [], "/deploy": []}
 
     def prepared(i: int) -> tuple[str, bytes]:
-        cmd, text = ("/status", "prod") if i % 2 else ("/deploy", "prod v1.0.0")
-        body = urlencode(slack.command_fields(cmd, text, f"U0LOAD{i % 7}"))
+        label, text = ("/deploy status", "status prod") if i % 2 else ("/deploy", "prod v1.0.0")
+        body = urlencode(slack.command_fields("/deploy", text, f"U0LOAD{i % 7}"))
         ts = str(int(time.time()))
         head = (f"POST /slack/events HTTP/1.1\r\nHost: {address.netloc}\r\nConnection: close\r\n"
                 f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n"
                 f"X-Slack-Request-Timestamp: {ts}\r\nX-Slack-Signature: {sign(SIGNING_SECRET, ts, body)}\r\n\r\n")
-        return cmd, (head + body).encode()
+        return label, (head + body).encode()
 
     async def one(cmd: str, request: bytes) -> tuple[str, float, int]:
         t0 = time.perf_counter()

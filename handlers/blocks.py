@@ -229,8 +229,9 @@ def home_view(statuses: list[EnvironmentStatus]) -> dict:
     for st in statuses:
         blocks.append(section(_status_text(st)))
         blocks.append({"type": "divider"})
-    blocks.append(context("Refreshed " + _when(datetime.now(UTC)) + " · `/deploy`, `/rollback`, `/status`, "
-                          "`/history`, `/lock`, `/unlock`"))
+    blocks.append(context("Refreshed " + _when(datetime.now(UTC)) + " · `/deploy ENV VERSION`, `/rollback`, "
+                          "`/deploy status`, `/deploy history`, `/deploy lock ENV REASON`, `/deploy unlock ENV`, "
+                          "`/deploy help`"))
     return {"type": "home", "blocks": blocks}
 
 

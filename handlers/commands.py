@@ -1,6 +1,7 @@
-"""Slash commands. Each listener parses, does the cheap checks, acks within Slack's 3 seconds, and hands
-anything slow (artifact checks, reading hosts over SSH, Slack calls) to the bot's executor, answering later
-through the command's response_url.
+"""Slash commands: `/deploy` (a deploy request, or one of its subcommands status, history, lock, unlock, help)
+and `/rollback`; handlers.parsing turns the text into one typed model and HANDLERS picks the function. Each
+listener parses, does the cheap checks, acks within Slack's 3 seconds, and hands anything slow (artifact checks,
+reading hosts over SSH, Slack calls) to the bot's executor, answering later through the command's response_url.
 """
 
 from __future__ import annotations
@@ -15,19 +16,30 @@ from bot.executors import Busy
 from bot.service import Refused
 from handlers import blocks
 from handlers.context import Bot
-from handlers.parsing import DeployArgs, EnvArgs, LockArgs, RollbackArgs, UsageError, parse
+from handlers.parsing import (
+    COMMANDS,
+    Args,
+    DeployArgs,
+    HistoryArgs,
+    LockArgs,
+    RollbackArgs,
+    StatusArgs,
+    UnlockArgs,
+    UsageError,
+    parse,
+)
 
 log = logging.getLogger(__name__)
 BUSY = ":hourglass: deploybot is busy right now; try again in a minute."
 
 
 def register(app: App, bot: Bot) -> None:
-    for name, fn in (("/deploy", deploy), ("/rollback", rollback), ("/status", status), ("/history", history),
-                     ("/lock", lock), ("/unlock", unlock)):
-        app.command(name)(_listener(name, fn, bot))
+    """`/deploy` (with its subcommands status, history, lock, unlock, help) and `/rollback`: see handlers.parsing."""
+    for name in COMMANDS:
+        app.command(name)(_listener(name, bot))
 
 
-def _listener(name: str, fn: Callable[[Bot, dict, Ack, object], None], bot: Bot) -> Callable[..., None]:
+def _listener(name: str, bot: Bot) -> Callable[..., None]:
     def listener(ack: Ack, command: dict) -> None:
         try:
             args = parse(name, command.get("text", ""))
@@ -35,7 +47,7 @@ def _listener(name: str, fn: Callable[[Bot, dict, Ack, object], None], bot: Bot)
             ack(response_type="ephemeral", text=exc.text)
             return
         try:
-            fn(bot, command, ack, args)
+            HANDLERS[type(args)](bot, command, ack, args)
         except UsageError as exc:
             ack(response_type="ephemeral", text=exc.text)
         except Refused as exc:
@@ -113,8 +125,8 @@ def _only_env(bot: Bot) -> str | None:
     return envs[0] if len(envs) == 1 else None
 
 
-# ---- /status, /history, /lock, /unlock ---------------------------------------------------------------------
-def status(bot: Bot, command: dict, ack: Ack, args: EnvArgs) -> None:
+# ---- /deploy status, history, lock, unlock ------------------------------------------------------------------
+def status(bot: Bot, command: dict, ack: Ack, args: StatusArgs) -> None:
     if args.env:
         bot.service.environments.environment(args.env, command["user_id"])
     ack(response_type="ephemeral", text="Reading the hosts…")
@@ -130,7 +142,7 @@ def _status(bot: Bot, command: dict, env: str | None) -> None:
     _reply(bot, command, text, body)
 
 
-def history(bot: Bot, command: dict, ack: Ack, args: EnvArgs) -> None:
+def history(bot: Bot, command: dict, ack: Ack, args: HistoryArgs) -> None:
     ack(response_type="ephemeral", text=blocks.history_text(bot.service.environments.history(args.env, limit=15)))
 
 
@@ -138,13 +150,17 @@ def lock(bot: Bot, command: dict, ack: Ack, args: LockArgs) -> None:
     held = bot.service.locks.lock(args.env, command["user_id"], args.reason)
     ack(response_type="in_channel",
         text=f":lock: *{blocks.esc(held.environment)}* locked by {blocks.user(held.holder)}: "
-             f"{blocks.esc(held.reason)}. No deploy starts until `/unlock {blocks.esc(held.environment)}`.")
+             f"{blocks.esc(held.reason)}. No deploy starts until `/deploy unlock {blocks.esc(held.environment)}`.")
 
 
-def unlock(bot: Bot, command: dict, ack: Ack, args: EnvArgs) -> None:
-    assert args.env is not None
+def unlock(bot: Bot, command: dict, ack: Ack, args: UnlockArgs) -> None:
     if bot.service.locks.unlock(args.env, command["user_id"]):
         ack(response_type="in_channel",
             text=f":unlock: *{blocks.esc(args.env)}* unlocked by {blocks.user(command['user_id'])}.")
     else:
         ack(response_type="ephemeral", text=f"{blocks.esc(args.env)} was not locked.")
+
+
+HANDLERS: dict[type[Args], Callable[[Bot, dict, Ack, Args], None]] = {
+    DeployArgs: deploy, RollbackArgs: rollback, StatusArgs: status, HistoryArgs: history, LockArgs: lock,
+    UnlockArgs: unlock}

@@ -210,7 +210,7 @@ def _shown(v: dict) -> str:
 
 def run_story(console: Console, developer: str = "U0DEV", pm: str = "U0PM", good: list[str] | None = None,
               bad: str = "v1.2.0", env: str = "prod") -> bool:
-    """The demo script: request, approve, watch progress, /status, a bad version auto-rolls back, /rollback.
+    """The demo script: request, approve, watch progress, /deploy status, a bad version auto-rolls back, /rollback.
     Returns True when every step ended as expected."""
     good = good or ["v1.0.0", "v1.1.0"]
     results: list[bool] = []
@@ -223,7 +223,7 @@ def run_story(console: Console, developer: str = "U0DEV", pm: str = "U0PM", good
             console.settle()
             results.append(expect in console.text(ts))
             if version == good[-1]:
-                console.command(developer, f"/status {env}")
+                console.command(developer, f"/deploy status {env}")
                 console.settle()
         console.command(developer, f"/rollback {env}")
         console.settle()

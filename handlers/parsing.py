@@ -1,5 +1,11 @@
 """Slash-command text -> pydantic models, so every handler starts from checked, typed arguments.
 
+Two slash commands: `/deploy` and `/rollback`. Slack reserves names such as `/status`, and generic ones such as
+`/lock` or `/history` clash with other apps, so reading and freezing are subcommands of `/deploy`: its first word
+picks the subcommand (`status`, `history`, `lock`, `unlock`, `help`, in any letter case); any other first word is
+an environment (the short form `/deploy ENV VERSION`). `--` ends subcommand parsing, so an environment that is
+named like a subcommand is still deployable: `/deploy -- status v1.2.0`.
+
 Only the shape is checked here (how many words, an environment *name*); whether a version is valid, an
 environment exists or a caller may act is the service's decision, so that refusal is audited in one place.
 """
@@ -12,22 +18,33 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_TEXT = 500
+COMMANDS = ("/deploy", "/rollback")  # the slash commands the bot registers (and manifest*.yml lists)
+SUBCOMMANDS = ("status", "history", "lock", "unlock", "help")  # first words of `/deploy` that are not an ENV
+HELP_WORDS = ("help", "-h", "--help")
+INVITE = "Invite @deploybot to the channel first (`/invite @deploybot`): it posts approval requests and progress there."
 
 USAGE = {
     "/deploy": "`/deploy ENV VERSION [--dry-run]`: ask to deploy VERSION to ENV (approvers are asked in the "
                "channel). `--dry-run` shows the plan; nothing runs. Example: `/deploy prod v1.4.2`",
+    "/deploy status": "`/deploy status [ENV]`: what each host runs now (read live), the last and the running "
+                      "deployment, locks.",
+    "/deploy history": "`/deploy history [ENV]`: recent deployments, newest first.",
+    "/deploy lock": "`/deploy lock ENV REASON`: freeze ENV; no deploy starts until `/deploy unlock ENV`. "
+                    "Example: `/deploy lock prod release freeze`",
+    "/deploy unlock": "`/deploy unlock ENV`: lift a freeze set with `/deploy lock`.",
+    "/deploy help": "`/deploy help`: this list. `help` after a subcommand shows its line.",
     "/rollback": "`/rollback [ENV] [VERSION]`: open the rollback form (target preselected to the previous good "
                  "release). Example: `/rollback prod`",
-    "/status": "`/status [ENV]`: what each host runs now (read live), the last and the running deployment, locks.",
-    "/history": "`/history [ENV]`: recent deployments, newest first.",
-    "/lock": "`/lock ENV REASON`: freeze ENV; no deploy starts until `/unlock ENV`. Example: "
-             "`/lock prod release freeze`",
-    "/unlock": "`/unlock ENV`: lift a freeze set with `/lock`.",
 }
+HELP = "\n".join([*USAGE.values(),
+                  "The first word after `/deploy` picks the subcommand, so an environment named "
+                  + ", ".join(SUBCOMMANDS) + " is deployed with `/deploy -- ENV VERSION`.", INVITE])
 
 
 class UsageError(ValueError):
-    """Bad or missing arguments, or `help`: the caller gets the usage text (and the problem, if any)."""
+    """Bad or missing arguments, or `help`: the caller gets the usage text (and the problem, if any).
+
+    `command` is a key of USAGE (`/deploy lock`); a plain `/deploy` shows the whole HELP."""
 
     def __init__(self, command: str, problem: str = ""):
         self.command = command
@@ -36,7 +53,7 @@ class UsageError(ValueError):
 
     @property
     def text(self) -> str:
-        usage = USAGE.get(self.command, "")
+        usage = HELP if self.command in ("/deploy", "/deploy help") else USAGE.get(self.command, HELP)
         return f"{self.problem}\nUsage: {usage}" if self.problem else f"Usage: {usage}"
 
 
@@ -71,9 +88,23 @@ class EnvArgs(Args):
     _check_env = field_validator("env")(classmethod(lambda cls, v: _env(v)))
 
 
+class StatusArgs(EnvArgs):
+    """`/deploy status [ENV]`"""
+
+
+class HistoryArgs(EnvArgs):
+    """`/deploy history [ENV]`"""
+
+
 class LockArgs(Args):
     env: str
     reason: str
+
+    _check_env = field_validator("env")(classmethod(lambda cls, v: _env(v)))
+
+
+class UnlockArgs(Args):
+    env: str
 
     _check_env = field_validator("env")(classmethod(lambda cls, v: _env(v)))
 
@@ -82,10 +113,7 @@ def _words(command: str, text: str) -> list[str]:
     text = (text or "").strip()
     if len(text) > MAX_TEXT:
         raise UsageError(command, f"that is longer than {MAX_TEXT} characters")
-    words = text.split()
-    if words[:1] in (["help"], ["-h"], ["--help"]):
-        raise UsageError(command)
-    return words
+    return text.split()
 
 
 def _build(command: str, model: type[Args], **values) -> Args:
@@ -100,27 +128,46 @@ def parse(command: str, text: str) -> Args:
     """One entry point per slash command; raises UsageError with the usage text on `help` or bad input."""
     words = _words(command, text)
     if command == "/deploy":
-        dry_run = "--dry-run" in words
-        words = [w for w in words if w != "--dry-run"]
-        if len(words) != 2:
-            raise UsageError(command, "I need an environment and a version." if len(words) < 2
-                             else "Too many words: a version is one word.")
-        return _build(command, DeployArgs, env=words[0], version=words[1], dry_run=dry_run)
+        return _deploy(words)
     if command == "/rollback":
+        if words[:1] and words[0].lower() in HELP_WORDS:
+            raise UsageError(command)
         if len(words) > 2:
             raise UsageError(command, "Too many words.")
         return _build(command, RollbackArgs, env=words[0] if words else None,
                       version=words[1] if len(words) > 1 else None)
-    if command in ("/status", "/history"):
+    raise UsageError("/deploy", f"unknown command {command[:40]}")
+
+
+def _deploy(words: list[str]) -> Args:
+    first = words[0].lower() if words else ""
+    if first in HELP_WORDS:
+        raise UsageError("/deploy")
+    if first in SUBCOMMANDS:
+        return _subcommand(f"/deploy {first}", words[1:])
+    if first == "--":  # an environment named like a subcommand
+        words = words[1:]
+    dry_run = "--dry-run" in words
+    words = [w for w in words if w != "--dry-run"]
+    if len(words) != 2:
+        raise UsageError("/deploy", "I need an environment and a version." if len(words) < 2
+                         else "Too many words: a version is one word.")
+    return _build("/deploy", DeployArgs, env=words[0], version=words[1], dry_run=dry_run)
+
+
+def _subcommand(name: str, words: list[str]) -> Args:
+    if words[:1] and words[0].lower() in HELP_WORDS:
+        raise UsageError(name)
+    if name in ("/deploy status", "/deploy history"):
         if len(words) > 1:
-            raise UsageError(command, "At most one environment.")
-        return _build(command, EnvArgs, env=words[0] if words else None)
-    if command == "/lock":
+            raise UsageError(name, "At most one environment.")
+        return _build(name, StatusArgs if name == "/deploy status" else HistoryArgs, env=words[0] if words else None)
+    if name == "/deploy lock":
         if len(words) < 2:
-            raise UsageError(command, "I need an environment and a reason.")
-        return _build(command, LockArgs, env=words[0], reason=" ".join(words[1:]))
-    if command == "/unlock":
+            raise UsageError(name, "I need an environment and a reason.")
+        return _build(name, LockArgs, env=words[0], reason=" ".join(words[1:]))
+    if name == "/deploy unlock":
         if len(words) != 1:
-            raise UsageError(command, "I need exactly one environment.")
-        return _build(command, EnvArgs, env=words[0])
-    raise UsageError(command, f"unknown command {command}")
+            raise UsageError(name, "I need exactly one environment.")
+        return _build(name, UnlockArgs, env=words[0])
+    raise UsageError("/deploy")  # `/deploy help ...`

@@ -1,12 +1,13 @@
 """The architecture, enforced by reading the code's imports (every import, including those inside functions).
 
 Layers, lowest first; a module may import its own layer and the ones below, never one above:
-    0 base        bot.domain, bot.config, bot.host, bot.config_check, bot.redact, bot.executors, bot.sampleapp
+    0 base        bot.domain, bot.config, bot.host, bot.config_check, bot.init, bot.redact, bot.executors,
+                  bot.sampleapp
     1 parts       bot.targets (SSH, local, HTTP probes), bot.store (the only SQL)
     2 engine      bot.engine (flow table, plan, pipeline, commands, events)
     3 use cases   bot.service, bot.recorder
     4 Slack       handlers
-    5 fronts      bot.app, bot.web, bot.metrics, bot.cli, bot.demo, bot.console_progress (composition roots)
+    5 fronts      bot.app, bot.web, bot.metrics, bot.cli, bot.init, bot.demo, bot.console_progress
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [
-    ("bot.domain", "bot.config", "bot.host", "bot.config_check", "bot.redact", "bot.executors", "bot.sampleapp"),
+    ("bot.domain", "bot.config", "bot.host", "bot.config_check", "bot.init", "bot.redact", "bot.executors",
+     "bot.sampleapp"),
     ("bot.targets", "bot.store"),
     ("bot.engine",),
     ("bot.service", "bot.recorder"),
     ("handlers",),
-    ("bot.app", "bot.web", "bot.metrics", "bot.cli", "bot.demo", "bot.console_progress"),
+    ("bot.app", "bot.web", "bot.metrics", "bot.cli", "bot.init", "bot.demo", "bot.console_progress"),
 ]
 FORBIDDEN_IN_HANDLERS = ("bot.store", "bot.targets", "sqlalchemy", "alembic", "fabric", "paramiko", "invoke")
 MAX_LINES = 300

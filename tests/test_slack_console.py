@@ -27,7 +27,7 @@ def test_console_story_deploys_rolls_back_and_renders_progress(tmp_path):
     assert "[Approve on prod?]" in text  # production asks for confirmation
     assert "• `web1`: v1.0.0 → *v1.1.0*" in text
     assert "Failed and rolled back* in" in text and "Failed stage: *health*" in text
-    assert "`web1` current v1.1.0, answers v1.1.0" in text  # /status, live
+    assert "`web1` current v1.1.0, answers v1.1.0" in text  # /deploy status, live
     assert "Roll back *v1.0.0* → *prod*" in text
     assert "demo-secret" not in text
     actions = [(e.actor, e.action) for e in service.store.audit_events()]

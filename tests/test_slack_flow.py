@@ -186,10 +186,10 @@ def test_refusals_are_private_audited_and_start_nothing(world, hosts):
     assert "expired" in ephemerals(bot, PM, m)[0]
 
     # a frozen environment
-    r = bot.slack.command("/lock", "prod release freeze", PM)
+    r = bot.slack.command("/deploy", "lock prod release freeze", PM)
     assert r.json()["response_type"] == "in_channel" and "locked by <@U0PM>" in r.json()["text"]
     assert "prod is frozen: held by U0PM" in command("prod v1.0.0")
-    r = bot.slack.command("/unlock", "prod", PM)
+    r = bot.slack.command("/deploy", "unlock prod", PM)
     assert "unlocked" in r.json()["text"]
 
     trail = actions(bot)
@@ -203,12 +203,18 @@ def test_refusals_are_private_audited_and_start_nothing(world, hosts):
 
 def test_help_history_and_bad_input(world, hosts):
     bot = world(hosts[:1])
-    for cmd in ("/deploy", "/rollback", "/status", "/history", "/lock", "/unlock"):
-        r = bot.slack.command(cmd, "help", DEV)
-        assert r.json()["text"].startswith("Usage: `" + cmd), cmd
-    assert "I need an environment and a reason" in bot.slack.command("/lock", "prod", DEV).json()["text"]
-    assert "is not an environment name" in bot.slack.command("/status", "<!channel>", DEV).json()["text"]
-    assert "No deployments yet" in bot.slack.command("/history", "", DEV).json()["text"]
+    for cmd, text in (("/deploy", "help"), ("/rollback", "help"), ("/deploy", "status help"),
+                      ("/deploy", "history help"), ("/deploy", "lock help"), ("/deploy", "unlock help")):
+        r = bot.slack.command(cmd, text, DEV)
+        usage = "Usage: `" + " ".join([cmd, *text.split()[:-1]])
+        assert r.json()["text"].startswith(usage) and r.json()["response_type"] == "ephemeral", (cmd, text)
+    everything = bot.slack.command("/deploy", "help", DEV).json()["text"]  # one line per subcommand
+    for line in ("`/deploy ENV VERSION", "`/deploy status", "`/deploy history", "`/deploy lock ENV REASON",
+                 "`/deploy unlock ENV", "`/deploy help", "`/rollback", "Invite @deploybot to the channel"):
+        assert f"\n{line}" in everything or everything.startswith(f"Usage: {line}"), line
+    assert "I need an environment and a reason" in bot.slack.command("/deploy", "lock prod", DEV).json()["text"]
+    assert "is not an environment name" in bot.slack.command("/deploy", "status <!channel>", DEV).json()["text"]
+    assert "No deployments yet" in bot.slack.command("/deploy", "history", DEV).json()["text"]
 
 
 # ---- (c) idempotent clicks and quorum ---------------------------------------------------------------------
@@ -312,7 +318,7 @@ def test_failing_version_rolls_back_and_the_roll_back_button_works(world, hosts)
     assert (DEV, "rollback_requested", "approved") in actions(bot)
 
 
-# ---- (e) /rollback modal, /status live ---------------------------------------------------------------------
+# ---- (e) /rollback modal, /deploy status live ---------------------------------------------------------------------
 def test_rollback_command_opens_modal_and_status_reads_hosts_live(world, hosts):
     two = hosts[:2]
     bot = world(two)
@@ -339,10 +345,10 @@ def test_rollback_command_opens_modal_and_status_reads_hosts_live(world, hosts):
     rollback = next(a for a in bot.service.store.audit_events() if a.action == "rollback_requested")
     assert rollback.actor == DEV and rollback.detail["reason"] == "checkout broken"
 
-    # someone flips h2 by hand: /status shows what the hosts run, read live
+    # someone flips h2 by hand: /deploy status shows what the hosts run, read live
     two[1].run("cd /srv/app && ln -sfn releases/v1.1.0 current")
     mark = bot.fake.mark()
-    r = bot.slack.command("/status", "prod", DEV)
+    r = bot.slack.command("/deploy", "status prod", DEV)
     assert "Reading the hosts" in r.json()["text"]
     answer = bot.fake.wait_for(lambda: bot.fake.of("response_url", since=mark))[0]
     assert answer.params["response_type"] == "ephemeral"
@@ -350,7 +356,7 @@ def test_rollback_command_opens_modal_and_status_reads_hosts_live(world, hosts):
     assert "`h2` current v1.1.0" in answer.text and "drift" in answer.text
     assert f"rollback v1.0.0 by <@{DEV}>" in answer.text and "succeeded" in answer.text
 
-    r = bot.slack.command("/history", "prod", DEV)
+    r = bot.slack.command("/deploy", "history prod", DEV)
     assert r.json()["text"].count("\n") == 2 and "rollback v1.0.0" in r.json()["text"]
 
     # App Home: the same dashboard, published for the user who opened it
@@ -364,7 +370,7 @@ def test_rollback_command_opens_modal_and_status_reads_hosts_live(world, hosts):
 # ---- (f) signatures ------------------------------------------------------------------------------------------
 def test_unsigned_forged_or_replayed_requests_get_401_and_change_nothing(world, hosts):
     bot = world(hosts[:1])
-    fields = bot.slack.command_fields("/lock", "prod forged", DEV)
+    fields = bot.slack.command_fields("/deploy", "lock prod forged", DEV)
     before = len(bot.service.store.audit_events())
     mark = bot.fake.mark()
     forged = bot.slack.form(fields, signature="v0=" + "0" * 64)
@@ -376,7 +382,7 @@ def test_unsigned_forged_or_replayed_requests_get_401_and_change_nothing(world, 
     time.sleep(0.3)
     assert bot.fake.of("chat.postMessage", "chat.postEphemeral", "response_url", since=mark) == []
     assert len(bot.service.store.audit_events()) == before
-    assert bot.slack.command("/status", "prod", DEV).status_code == 200  # the genuine article still works
+    assert bot.slack.command("/deploy", "status prod", DEV).status_code == 200  # the genuine article still works
     assert bot.service.store.get_lock("prod") is None
 
 
@@ -484,13 +490,13 @@ def test_approval_rechecks_what_the_request_showed(world, hosts, artifacts, tmp_
     mark = bot.fake.mark()
     bot.slack.command("/deploy", "prod v1.0.0", DEV)
     first = request_message(bot, mark)
-    bot.slack.command("/lock", "prod incident 7", EVE)
+    bot.slack.command("/deploy", "lock prod incident 7", EVE)
     m = bot.fake.mark()
     bot.slack.click("approve", str(deployment_id(first)), PM, first.params["_ts"])
     assert "prod is frozen: held by U0EVE" in bot.fake.wait_for(lambda: ephemerals(bot, PM, m))[0]
     bot.settle()
     assert not [a for a in actions(bot) if a[1] == "deploy_started"] and not hosts[0].current()
-    bot.slack.command("/unlock", "prod", EVE)
+    bot.slack.command("/deploy", "unlock prod", EVE)
     bot.slack.click("approve", str(deployment_id(first)), PM, first.params["_ts"])
     assert "Succeeded* in" in wait_final(bot, first.params["_ts"]).text
     assert hosts[0].answering() == "v1.0.0"

@@ -54,7 +54,7 @@ def test_socket_mode_serves_commands_and_deploys(socket_bot, hosts):
     assert [h.answering() for h in hosts[:2]] == ["v1.0.0"] * 2
 
     mark = fake.mark()
-    ack = ws.send("slash_commands", slack.command_fields("/status", "prod", DEV))
+    ack = ws.send("slash_commands", slack.command_fields("/deploy", "status prod", DEV))
     assert "Reading the hosts" in ack["text"]
     answer = fake.wait_for(lambda: fake.of("response_url", since=mark))[0]
     assert f"`{hosts[0].name}` current v1.0.0, answers v1.0.0" in answer.text
@@ -64,6 +64,6 @@ def test_socket_mode_serves_commands_and_deploys(socket_bot, hosts):
     # whatever it is signed with, reaches the handlers
     mark = fake.mark()
     for secret in ("", "a-guessed-secret"):
-        r = SlackClient(http, secret, fake.url + "/response").command("/lock", "prod sneaky", DEV)
+        r = SlackClient(http, secret, fake.url + "/response").command("/deploy", "lock prod sneaky", DEV)
         assert r.status_code == 404
     assert fake.of("response_url", "chat.postMessage", since=mark) == []
