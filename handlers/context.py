@@ -43,8 +43,8 @@ class Bot:
     _status_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def status(self, env: str | None) -> list:
-        """environments.status, shared: fifty people typing /deploy status at once cause one read of the hosts, not fifty
-        (answers at most `status_ttl` seconds old)."""
+        """environments.status, shared: fifty people typing `/deploy status` at once cause one read of the hosts,
+        not fifty (answers at most `status_ttl` seconds old)."""
         with self._status_lock:
             entry = self._status.setdefault(env, [threading.Lock(), 0.0, None])
         with entry[0]:
