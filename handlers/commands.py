@@ -95,7 +95,7 @@ def _request_deploy(bot: Bot, command: dict, args: DeployArgs) -> None:
     except Refused as exc:
         _reply(bot, command, f":no_entry: {exc}")
         return
-    bot.announce(dep.id, command["channel_id"])
+    bot.announce(dep.id, command["channel_id"], command.get("response_url"))
 
 
 # ---- /rollback: a modal, opened while the trigger_id is fresh ------------------------------------------

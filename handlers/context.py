@@ -62,11 +62,11 @@ class Bot:
                 raise
         return self.jobs.submit(guarded)
 
-    def announce(self, deployment_id: int, channel: str) -> None:
+    def announce(self, deployment_id: int, channel: str, response_url: str | None = None) -> None:
         """Post a recorded request in `channel`, after the service did what follows it (the hosts' current
         versions for an approval request, or the start of an approved one)."""
         self.service.requests.proceed(deployment_id)
-        self.board.announce(deployment_id, channel)
+        self.board.announce(deployment_id, channel, response_url)
 
     def ephemeral(self, channel: str, user: str, text: str) -> None:
         """A private note to one user in a channel (refusals of button clicks)."""

@@ -12,9 +12,11 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.domain import DeploymentRecord
 from bot.engine.events import DeploymentFinished, Event
@@ -24,6 +26,9 @@ from handlers.checklist import Checklist
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_FAILURE = 2.0
+# Slack's answers that no retry can change: the message is given up and the requester told why
+PERMANENT = frozenset({"not_in_channel", "channel_not_found", "is_archived", "invalid_auth", "missing_scope",
+                       "account_inactive", "token_revoked", "restricted_action"})
 
 
 @dataclass
@@ -32,12 +37,16 @@ class _Message:
     ts: str | None = None
     last_sent: float = 0.0
     not_before: float = 0.0
+    response_url: str | None = None  # the requester's private answer channel, for what cannot be posted
+    given_up: str = ""  # a permanent Slack error: nothing more is drawn
 
 
 class ProgressBoard:
-    def __init__(self, service: DeployService, client: WebClient, interval: float = 1.0):
+    def __init__(self, service: DeployService, client: WebClient, interval: float = 1.0,
+                 respond: Callable[[str, dict], None] | None = None):
         self.service = service
         self.client = client
+        self.respond = respond
         self.interval = interval
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._lists: dict[int, Checklist] = {}
@@ -54,9 +63,9 @@ class ProgressBoard:
         """EventBus subscriber: runs on the engine's thread, so it only enqueues."""
         self._put(event)
 
-    def announce(self, deployment_id: int, channel: str) -> None:
+    def announce(self, deployment_id: int, channel: str, response_url: str | None = None) -> None:
         """Post the deployment's message in `channel` (the approval request, or the queued checklist)."""
-        self._put(("announce", deployment_id, channel))
+        self._put(("announce", deployment_id, channel, response_url))
 
     def refresh(self, deployment_id: int) -> None:
         """Redraw from the store: after an approval, a rejection, an abort, an expiry or the end of a run."""
@@ -122,8 +131,8 @@ class ProgressBoard:
             if isinstance(item, DeploymentFinished):
                 self._lists_done(item.deployment_id)
         elif isinstance(item, tuple) and item[0] == "announce":
-            _, dep_id, channel = item
-            self._messages.setdefault(dep_id, _Message(channel))
+            _, dep_id, channel, response_url = item
+            self._messages.setdefault(dep_id, _Message(channel)).response_url = response_url
             self._dirty.add(dep_id)
         elif isinstance(item, tuple) and item[0] == "refresh":
             self._dirty.add(item[1])
@@ -143,21 +152,48 @@ class ProgressBoard:
                     self._dirty.discard(dep_id)
                 try:
                     self._draw(dep_id)
+                except SlackApiError as exc:
+                    if exc.response.get("error") not in PERMANENT:
+                        self._later(dep_id, exc)
+                    else:
+                        self._give_up(dep_id, str(exc.response.get("error")))
                 except Exception as exc:  # noqa: BLE001 - Slack down: keep the state, draw it later
-                    log.warning("progress: drawing #%s failed (%s); retrying", dep_id, exc)
-                    m = self._messages.get(dep_id)
-                    if m:
-                        m.not_before = time.monotonic() + RETRY_AFTER_FAILURE
-                    self._dirty.add(dep_id)
+                    self._later(dep_id, exc)
                 finally:
                     with self._idle:
                         self._busy -= 1
 
+    def _later(self, dep_id: int, exc: Exception) -> None:
+        """Slack is slow or failing: keep the state, draw it again in a moment."""
+        log.warning("progress: drawing #%s failed (%s); retrying", dep_id, exc)
+        m = self._messages.get(dep_id)
+        if m:
+            m.not_before = time.monotonic() + RETRY_AFTER_FAILURE
+        self._dirty.add(dep_id)
+
+    def _give_up(self, dep_id: int, error: str) -> None:
+        """Slack will never take this message (the bot is not in the channel, or lost its token): stop, and say
+        so to the requester, privately, through the command's response_url."""
+        log.warning("progress: Slack refuses the message of #%s for good (%s); not retrying", dep_id, error)
+        m = self._messages.get(dep_id)
+        if m is None:
+            return
+        m.given_up = error
+        if m.response_url and self.respond:
+            hint = " Invite me with `/invite @deploybot` and ask again." if error in (
+                "not_in_channel", "channel_not_found") else " An admin should check the app's installation."
+            try:
+                self.respond(m.response_url, {"response_type": "ephemeral", "replace_original": False,
+                                              "text": f":no_entry: I cannot post in this channel ({error}), so "
+                                                      f"deployment #{dep_id} is not shown here.{hint}"})
+            except Exception:  # noqa: BLE001 - nowhere left to tell
+                log.exception("progress: could not tell the requester of #%s", dep_id)
+
     def _draw(self, dep_id: int) -> None:
         dep, approvals = self.service.environments.deployment(dep_id), self.service.environments.approvals(dep_id)
         m = self._message(dep)
-        if m is None:
-            return  # started outside Slack (CLI): nothing to draw
+        if m is None or m.given_up:
+            return  # started outside Slack (CLI), or Slack refuses it for good: nothing to draw
         env = self.service.config.environments.get(dep.environment)
         text, body = blocks.deployment_message(dep, env, approvals, self._lists.get(dep_id))
         if m.ts is None:

@@ -32,7 +32,7 @@ def register(app: App, service: DeployService, *, jobs: Submitter, client: WebCl
              respond: Responder = post_response_url, interval: float = 1.0) -> Bot:
     """Subscribe the progress board to the engine and register commands, actions and App Home."""
     client = client or app.client
-    board = ProgressBoard(service, client, interval=interval)
+    board = ProgressBoard(service, client, interval=interval, respond=respond)
     service.events.subscribe(board)
     bot = Bot(service=service, client=client, jobs=jobs, board=board,
               groups=GroupCache(client), respond=respond)

@@ -1,9 +1,9 @@
-"""A fake Slack Web API: a local threaded HTTP server that records every call and answers like Slack.
-
-Point the bot at it with SLACK_API_URL (or base_url). It answers chat.postMessage / chat.update /
-chat.postEphemeral with `ok` and realistic `ts` values, views.open / views.publish, usergroups.users.list
-(from `groups`), auth.test; `fail_next(n, status)` makes the next n calls answer 429 (Retry-After: 1) or
-500; POSTs to /response/... stand in for response_url and are recorded as method "response_url".
+"""A fake Slack Web API: a local threaded HTTP server that records every call and answers like Slack. Point the bot at
+it with SLACK_API_URL (or base_url). It answers chat.postMessage / chat.update / chat.postEphemeral with `ok` and
+realistic `ts` values, views.open / views.publish, usergroups.users.list (from `groups`), auth.test; `fail_next(n,
+status)` makes the next n calls answer 429 (Retry-After: 1) or 500; `refusing[channel] = "not_in_channel"` makes
+chat.* calls in that channel fail as Slack's do; POSTs to /response/... stand in for response_url and are recorded
+as method "response_url".
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class FakeSlack:
         self._ts = itertools.count(100)
         self._failures: list[int] = []
         self.delay = 0.0  # seconds added to every answer: a slow Slack
+        self.refusing: dict[str, str] = {}  # channel -> the error chat.* calls there answer (not_in_channel ...)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -110,6 +111,8 @@ class FakeSlack:
 
     # ---- answering ------------------------------------------------------------------------------------
     def _answer(self, method: str, params: dict) -> dict:
+        if method.startswith("chat.") and params.get("channel") in self.refusing:
+            return {"ok": False, "error": self.refusing[params["channel"]]}  # HTTP 200, as Slack answers it
         if method == "chat.postMessage":
             ts = f"1732270000.{next(self._ts):06d}"
             params["_ts"] = ts

@@ -514,3 +514,14 @@ def test_approval_rechecks_what_the_request_showed(world, hosts, artifacts, tmp_
     assert [a[1:] for a in actions(bot) if a[0] == PM] == [("approved", "approve"), ("refused", "refused"),
                                                           ("approved", "approve"), ("refused", "refused")]
     assert hosts[0].answering() == "v1.0.0"
+
+
+def test_a_channel_that_refuses_the_bot_ends_the_retries_and_tells_the_requester(world, hosts):
+    bot = world(hosts[:1], approval={"approvers": [PM]})
+    bot.fake.refusing["C0DEPLOY"] = "not_in_channel"
+    bot.slack.command("/deploy", "prod v1.0.0", DEV)
+    told = bot.fake.wait_for(lambda: next((t for t in ephemerals(bot, DEV) if "cannot post" in t), None), 20)
+    assert "not_in_channel" in told and "/invite @deploybot" in told
+    tries = len([c for c in bot.fake.calls if c.method == "chat.postMessage"])
+    time.sleep(5)  # the board would have retried twice by now, were it still trying
+    assert len([c for c in bot.fake.calls if c.method == "chat.postMessage"]) == tries == 1

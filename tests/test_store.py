@@ -401,12 +401,14 @@ def test_migrations_run_twice_and_data_survives(sqlite_url: str) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-def test_default_url_is_database_url_then_a_file_in_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_url_is_database_url_then_a_file_in_the_data_dir(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("DEPLOYBOT_DATA_DIR", str(tmp_path / "data"))
     with Store() as store:
-        assert store.url == "sqlite:///deploybot.db"
-    assert (tmp_path / "deploybot.db").exists()
+        assert store.url == f"sqlite:///{tmp_path / 'data' / 'deploybot.db'}"
+    assert (tmp_path / "data" / "deploybot.db").exists() and not (tmp_path / "deploybot.db").exists()
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'other.db'}")
     with Store() as store:
         deployment(store)

@@ -1,10 +1,17 @@
-"""Engine, sessions and migrations.
+"""Engine, sessions, migrations and where the database lives.
 
 SQLite gets WAL and BEGIN IMMEDIATE on writing transactions, so concurrent writers (threads or processes) queue on
 the busy timeout instead of deadlocking when a reader tries to upgrade its lock. Reads use a plain BEGIN so they
 never wait for a writer. Writers in one process also queue on a lock first: SQLite's busy handler retries after
 sleeps of 1, 2, 5, 10 ... 100 ms, and twenty host threads recording their stage results at once lost tens of
 milliseconds each that way, on the path of every host's next step.
+
+Without DATABASE_URL the database is one SQLite file in a fixed per-user data folder (not the current folder, where
+every command run from elsewhere would start a new, empty audit trail): $DEPLOYBOT_DATA_DIR, else
+$XDG_DATA_HOME/deploybot, else ~/.local/share/deploybot.
+
+Migrating costs two small queries when the schema is already at the newest revision: Alembic (about 90 ms to
+import) is loaded only when the database is behind.
 """
 
 from __future__ import annotations
@@ -15,27 +22,62 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-DEFAULT_URL = "sqlite:///deploybot.db"
+from bot.store.migrations import HEAD
+
+DB_FILE = "deploybot.db"
 MIGRATIONS = Path(__file__).with_name("migrations")
+VERSION_TABLE = "alembic_version"
 BUSY_TIMEOUT_S = 30
 _WRITE = "deploybot_write"  # execution option: this connection's transaction will write
 _MIGRATION_LOCK = 7_311_201  # pg advisory lock keys
 AUDIT_LOCK = 7_311_202
 
 
+def data_dir() -> Path:
+    """Where the default database lives: $DEPLOYBOT_DATA_DIR, else $XDG_DATA_HOME/deploybot, else
+    ~/.local/share/deploybot. An XDG_DATA_HOME that is empty or relative is ignored, as the XDG spec says."""
+    explicit = os.environ.get("DEPLOYBOT_DATA_DIR")
+    if explicit:
+        return Path(explicit).expanduser().absolute()
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "deploybot"
+
+
+def default_url() -> str:
+    """The SQLite file in data_dir(), as an absolute sqlite:/// URL (the folder is not created here)."""
+    return f"sqlite:///{data_dir() / DB_FILE}"
+
+
 def normalize_url(url: str | None) -> str:
-    """Explicit URL, else $DATABASE_URL, else a SQLite file in the cwd; plain postgres URLs use psycopg 3."""
-    url = url or os.environ.get("DATABASE_URL") or DEFAULT_URL
+    """Explicit URL, else $DATABASE_URL, else default_url(); plain postgres URLs use psycopg 3."""
+    url = url or os.environ.get("DATABASE_URL") or default_url()
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
     return url
+
+
+def display_url(url: str | None = None) -> str:
+    """The URL a Store(url) would use, fit to print: the password (also a `password=` query parameter) masked."""
+    parsed = make_url(normalize_url(url))
+    if "password" in parsed.query:
+        parsed = parsed.update_query_dict({"password": "***"})
+    return parsed.render_as_string(hide_password=True)
+
+
+def _ensure_folder(url: str) -> None:
+    """Create the default database's folder, readable by this user only (it holds the audit trail)."""
+    if url != default_url():
+        return
+    folder = data_dir()
+    if not folder.is_dir():
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.chmod(0o700)  # whatever the umask
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -65,6 +107,7 @@ class Database:
 
     def __init__(self, url: str | None = None):
         self.url = normalize_url(url)
+        _ensure_folder(self.url)
         if self.url.startswith("sqlite"):
             self.engine = _sqlite_engine(self.url)
         else:
@@ -87,8 +130,22 @@ class Database:
         with self._write_turn, Session(self._writer, expire_on_commit=False) as session, session.begin():
             yield session
 
-    def migrate(self) -> None:
-        """`alembic upgrade head` in one locked transaction: a second process starting at once waits, then no-ops."""
+    def revisions(self) -> tuple[str, ...]:
+        """The schema revision(s) recorded in the database; () for an empty database."""
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table(VERSION_TABLE):
+                return ()
+            return tuple(conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars())
+
+    def migrate(self) -> bool:
+        """Bring the schema to HEAD. False: it was there already (two queries; Alembic not imported). True: Alembic
+        ran, `alembic upgrade head` in one locked transaction (a PostgreSQL advisory lock; SQLite's
+        write lock): a second process starting at once waits, then finds the work done and no-ops."""
+        if self.revisions() == (HEAD,):
+            return False
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         with self._writer.begin() as conn:
@@ -96,6 +153,7 @@ class Database:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+        return True
 
     def close(self) -> None:
         self.engine.dispose()
