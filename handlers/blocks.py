@@ -98,7 +98,9 @@ def deployment_message(dep: DeploymentRecord, env: Environment | None, approvals
             blocks.append(context(_hosts(checklist)))
     if dep.state.is_final:
         blocks.append(section(_outcome(dep)))
-        if dep.state is not State.SUCCEEDED and dep.kind is Kind.DEPLOY:
+        if dep.state in (State.ROLLBACK_FAILED, State.INTERRUPTED) and dep.kind is Kind.DEPLOY:
+            # only where hosts may be left on mixed versions: after an automatic rollback (or a failure before
+            # any switch) every host serves the previous release already, and a button would invite a second one
             blocks.append({"type": "actions", "block_id": f"done-{dep.id}", "elements": [
                 button("Roll back", "rollback_open", dep.environment, "danger")]})
         return f"#{dep.id} {dep.environment} {dep.version}: {dep.state.value.replace('_', ' ')}", blocks
