@@ -1,7 +1,7 @@
 """The architecture, enforced by reading the code's imports (every import, including those inside functions).
 
 Layers, lowest first; a module may import its own layer and the ones below, never one above:
-    0 base        bot.domain, bot.config, bot.host, bot.config_check, bot.init, bot.redact, bot.executors,
+    0 base        bot.domain, bot.config, bot.host, bot.config_check, bot.redact, bot.executors,
                   bot.sampleapp
     1 parts       bot.targets (SSH, local, HTTP probes), bot.store (the only SQL)
     2 engine      bot.engine (flow table, plan, pipeline, commands, events)
@@ -19,13 +19,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [
-    ("bot.domain", "bot.config", "bot.host", "bot.config_check", "bot.init", "bot.redact", "bot.executors",
+    ("bot.domain", "bot.config", "bot.host", "bot.config_check", "bot.redact", "bot.executors",
      "bot.sampleapp"),
     ("bot.targets", "bot.store"),
     ("bot.engine",),
     ("bot.service", "bot.recorder"),
     ("handlers",),
-    ("bot.app", "bot.web", "bot.metrics", "bot.cli", "bot.init", "bot.demo", "bot.console_progress"),
+    ("bot.app", "bot.web", "bot.metrics", "bot.cli", "bot.init", "bot.process", "bot.demo", "bot.console_progress"),
 ]
 FORBIDDEN_IN_HANDLERS = ("bot.store", "bot.targets", "sqlalchemy", "alembic", "fabric", "paramiko", "invoke")
 MAX_LINES = 300
