@@ -11,8 +11,8 @@ COPY handlers ./handlers
 RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.12-slim
-# tini runs as PID 1: it passes SIGTERM on to the bot and reaps orphaned child processes. (A graceful drain of a
-# running deploy on SIGTERM is not built yet: see docs/container.md, Stopping.)
+# tini runs as PID 1: it passes SIGTERM on to the bot (which then finishes or stops a running deploy at a stage
+# boundary within DEPLOYBOT_SHUTDOWN_GRACE) and reaps orphaned child processes.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends tini \
     && rm -rf /var/lib/apt/lists/*

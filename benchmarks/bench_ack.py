@@ -97,13 +97,14 @@ def client(url: str, response_base: str, rounds: int, concurrency: int) -> None:
 
 
 @contextmanager
-def served_bot(cfg: Path, work: Path, fake: FakeSlack) -> Iterator[str]:
+def served_bot(cfg: Path, work: Path, fake: FakeSlack) -> Iterator[tuple[str, str]]:
     """`deploybot serve` exactly as production runs it (waitress, the bot's own executors), in its own process."""
     env = {**os.environ, "DEPLOYBOT_CONFIG": str(cfg), "DATABASE_URL": f"sqlite:///{work / 'bot.db'}",
            "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": fake.api_url,
            "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
     env.pop("SLACK_APP_TOKEN", None)
     port = free_port()
+    env["DEPLOYBOT_METRICS_ADDRESS"] = f"127.0.0.1:{free_port()}"
     url = f"http://127.0.0.1:{port}"
     with deploybot_serve(env, work, port) as proc:
         deadline = time.monotonic() + 30
@@ -116,7 +117,7 @@ def served_bot(cfg: Path, work: Path, fake: FakeSlack) -> Iterator[str]:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise SystemExit("deploybot serve did not come up")
             time.sleep(0.1)
-        yield url
+        yield url, f"http://{env['DEPLOYBOT_METRICS_ADDRESS']}/"
 
 
 def server_side(metrics: str) -> tuple[str, str]:
@@ -149,7 +150,7 @@ def main() -> int:
             h.reset()
             write_shared_env(h.srv / "app" / "shared", {"PORT": "8000"})
         cfg = config(work, lab, artifacts, verify=30.0)
-        with FakeSlack() as fake, served_bot(cfg, work, fake) as url:
+        with FakeSlack() as fake, served_bot(cfg, work, fake) as (url, metrics_url):
             slack = SlackClient(url, SIGNING_SECRET, fake.url + "/response")
             assert slack.command("/deploy", "prod v1.0.0", "U0DEV").status_code == 200
             fake.wait_for(lambda: any("running:" in c.text for c in fake.of("chat.update")), 60)
@@ -168,7 +169,7 @@ def main() -> int:
             replies_after = time.perf_counter() - started - measured
             result = json.loads(out.strip().splitlines()[-1])
             samples, errors = result["samples"], result["errors"]
-            server = server_side(requests.get(url + "/metrics", timeout=10).text)
+            server = server_side(requests.get(metrics_url, timeout=10).text)
             running = not any("Succeeded*" in c.text or "Failed*" in c.text for c in fake.of("chat.update"))
             final = fake.wait_for(lambda: [c for c in fake.of("chat.update") if "Succeeded*" in c.text
                                            or "Failed*" in c.text or "Rolled back*" in c.text], 120)

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from bot import logpage
+
 if TYPE_CHECKING:
     from bot.config import Config
     from bot.service import DeployService
@@ -79,12 +81,14 @@ def _config(path: Path | None) -> Config:
         raise typer.Exit(2) from None
 
 
-def _service(path: Path | None) -> DeployService:
+def _service(path: Path | None, changes: bool = False) -> DeployService:
+    """A command that changes something first takes over deployments whose process stopped; reading never does."""
     from bot.service import DeployService
-    from bot.store import Store
+    from bot.store.reader import open_store
 
-    service = DeployService(_config(path), Store())
-    service.runs.recover_interrupted()
+    service = DeployService(_config(path), open_store(read_only=not changes))
+    if changes:
+        service.recovery.orphans()
     return service
 
 
@@ -124,8 +128,9 @@ def deploy(env: EnvArg,
            dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan; nothing runs")] = False) -> None:
     """Deploy VERSION to ENV: preflight, backup, upload, migrate, switch, restart, health, verify, cleanup."""
     from bot.console_progress import following
+    from bot.process import interruptible
 
-    service = _service(config)
+    service = _service(config, changes=not dry_run)
     with _answering():
         if dry_run:
             for line in service.requests.describe_plan(env, version, ACTOR):
@@ -133,7 +138,7 @@ def deploy(env: EnvArg,
             return
         if not yes:
             typer.confirm(f"Deploy {version} to {env}?", abort=True)
-        with following(service.events, sys.stdout):
+        with following(service.events, sys.stdout), interruptible(service.runs.stopping):
             dep = service.deploy(env, version, ACTOR)
     _outcome(dep)
 
@@ -148,13 +153,14 @@ def rollback(env: EnvArg,
              ) -> None:
     """Return ENV to the previous good release (or VERSION, if it is still on the hosts)."""
     from bot.console_progress import following
+    from bot.process import interruptible
 
-    service = _service(config)
+    service = _service(config, changes=True)
     with _answering():
         if service.requests.rollback_options(env).migrations_since and not restore_db:
             typer.echo("warning: migrations ran since that release; the database was not restored "
                        "(use --restore-db to restore the backup)", err=True)
-        with following(service.events, sys.stdout):
+        with following(service.events, sys.stdout), interruptible(service.runs.stopping):
             dep = service.rollback(env, ACTOR, version, reason=reason, restore_db=restore_db)
     _outcome(dep)
 
@@ -180,13 +186,14 @@ def history(env: AnyEnvArg = None, config: ConfigOpt = None,
         rows = _service(config).environments.history(env, limit)
     _print(show.history_document(rows) if as_json else show.history_lines(rows), as_json)
 
+app.command("logs")(logpage.command)  # one deployment whole; defined beside its web page (bot/logpage.py)
 
 @app.command()
 def lock(env: EnvArg, reason: Annotated[str, typer.Option("--reason", "-r", help="why (shown to whoever is refused)")],
          config: ConfigOpt = None) -> None:
     """Freeze ENV: no deploy starts until `unlock`."""
     with _answering():
-        lk = _service(config).locks.lock(env, ACTOR, reason)
+        lk = _service(config, changes=True).locks.lock(env, ACTOR, reason)
     typer.echo(f"{env} locked by {lk.holder}: {lk.reason}")
 
 
@@ -194,22 +201,14 @@ def lock(env: EnvArg, reason: Annotated[str, typer.Option("--reason", "-r", help
 def unlock(env: EnvArg, config: ConfigOpt = None) -> None:
     """Lift a manual freeze."""
     with _answering():
-        released = _service(config).locks.unlock(env, ACTOR)
+        released = _service(config, changes=True).locks.unlock(env, ACTOR)
     typer.echo(f"{env} unlocked" if released else f"{env} was not locked")
 
 
 def _check(path: Path | None) -> int:
-    """check-config's checks and lines; the number of problems found."""
-    cfg = _config(path)
-    from bot.config_check import problems
+    from bot.config_check import report
 
-    found = problems(cfg)
-    for problem in found:
-        typer.echo(f"config error: {problem}", err=True)
-    if not found:
-        envs = ", ".join(f"{n} ({len(e.hosts)} hosts)" for n, e in cfg.environments.items())
-        typer.echo(f"ok: {cfg.app.name}: {envs}")
-    return len(found)
+    return report(_config(path), typer.echo)
 
 
 @app.command("check-config")

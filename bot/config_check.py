@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+from collections.abc import Callable
 from pathlib import Path
 
 from bot.config import Config, is_url
@@ -48,3 +49,14 @@ def problems(cfg: Config) -> list[str]:
         if len(env.hosts) > 1 and all(h.is_local for h in env.hosts) and len(paths) < len(env.hosts):
             found.append(f"{at}.path: local hosts share one path; put {{name}} in it")
     return found
+
+
+def report(cfg: Config, echo: Callable[..., None]) -> int:
+    """check-config's lines: every problem (on stderr), or one ok line naming the environments; how many problems."""
+    found = problems(cfg)
+    for problem in found:
+        echo(f"config error: {problem}", err=True)
+    if not found:
+        envs = ", ".join(f"{n} ({len(e.hosts)} hosts)" for n, e in cfg.environments.items())
+        echo(f"ok: {cfg.app.name}: {envs}")
+    return len(found)

@@ -172,12 +172,27 @@ class LockRecord:
     kind: str
     deployment_id: int | None
     acquired_at: datetime
+    owner: str | None = None  # the process whose lease holds a deploy lock
+    expires_at: datetime | None = None
 
     def describe(self) -> str:
         """Who holds it, since when and why: the sentence a refused requester reads."""
         what = "frozen" if self.kind == "manual" else "locked by a running deployment"
         return f"{self.environment} is {what}: held by {self.holder} since {self.acquired_at:%Y-%m-%d %H:%M UTC} " \
                f"({self.reason})"
+
+
+class LockHeld(Exception):
+    """Someone else holds the environment; the message says who, since when and why, ready to show a user."""
+
+    def __init__(self, lock: LockRecord):
+        self.lock = lock
+        what = f"deployment #{lock.deployment_id}" if lock.deployment_id is not None else f"a {lock.kind} lock"
+        super().__init__(f"{lock.environment} is locked by {lock.holder} ({what}) since "
+                         f"{lock.acquired_at:%Y-%m-%d %H:%M:%S} UTC: {lock.reason or 'no reason given'}")
+
+    def __reduce__(self):  # picklable across processes (the default would re-call __init__ with the message)
+        return (LockHeld, (self.lock,))
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,18 @@
 """Prometheus metrics: counted from engine events as they happen, and read from the store at scrape time
 for what is a state rather than an event (approvals waiting, locks), so a restart never shows stale gauges.
 
-Each Metrics owns its registry: two bots in one process (tests) never collide on metric names.
+Each Metrics owns its registry: two bots in one process (tests) never collide on metric names. `deploybot serve`
+serves them on their own address (DEPLOYBOT_METRICS_ADDRESS, default 127.0.0.1:9102), not on the port Slack
+reaches: environment names and lock states are for the operator's scraper, not for the internet.
 """
 
 from __future__ import annotations
 
+import platform
 import threading
+from importlib import metadata
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, ProcessCollector, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -51,6 +55,9 @@ class Metrics:
         self.ack_seconds = Histogram("deploybot_slack_ack_seconds", "Time to answer a Slack request",
                                      ["status"], buckets=ACK_BUCKETS, registry=self.registry)
         self.registry.register(_StateCollector(service))
+        ProcessCollector(registry=self.registry)  # memory, CPU, open files of this process
+        Info("deploybot_build", "The running deploybot", registry=self.registry).info(
+            {"version": _version(), "python": platform.python_version()})
         self._running: dict[int, tuple[str, str]] = {}
         self._lock = threading.Lock()
         service.events.subscribe(self)
@@ -73,3 +80,10 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("deploybot")
+    except metadata.PackageNotFoundError:
+        return "unknown"

@@ -1,23 +1,31 @@
 """The WSGI app served by waitress: Slack's requests at POST /slack/events (Bolt's own WSGI adapter, no
-Flask), GET /healthz and GET /metrics. Kept apart from the composition root so tests and benchmarks can
-serve exactly what production serves."""
+Flask), GET /healthz, and a deployment's log page behind a signed link: GET /deployments/<id>
+and GET /deployments/<id>.json, with ?exp=<unix>&sig=<hex> (bot/links.py). Kept apart from the composition
+root so tests and benchmarks can serve exactly what production serves."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
+from urllib.parse import parse_qs
 
-from prometheus_client import CONTENT_TYPE_LATEST
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
+from bot import logpage
+from bot.links import LinkSigner
 from bot.metrics import Metrics
+from bot.service import Refused
+from bot.service.environments import DeploymentLog
 
 log = logging.getLogger(__name__)
 SLACK_PATH = "/slack/events"
+LOG_PATH = re.compile(r"/deployments/([0-9]{1,12})(\.json)?")
 
 
 class AckFirst:
@@ -53,9 +61,11 @@ class AckFirst:
 
 
 def make_wsgi(app: App, metrics: Metrics, healthy: Callable[[], dict], *, slack_over_http: bool = True,
-              acking: AckFirst | None = None) -> Callable:
+              acking: AckFirst | None = None, read_log: Callable[[int], DeploymentLog] | None = None,
+              links: LinkSigner | None = None) -> Callable:
     """slack_over_http=False (Socket Mode): Slack's events arrive over the WebSocket and there is no signing secret
-    to check HTTP requests against, so the Slack path is not served at all."""
+    to check HTTP requests against, so the Slack path is not served at all. Log pages are served when both
+    `read_log` and `links` are given."""
     slack = SlackRequestHandler(app, path=SLACK_PATH)
     acking = acking or AckFirst()
 
@@ -80,13 +90,48 @@ def make_wsgi(app: App, metrics: Metrics, healthy: Callable[[], dict], *, slack_
                 log.warning("health check failed: %s", exc)
                 report, status = {"ok": False, "error": type(exc).__name__}, "503 Service Unavailable"
             return _answer(start_response, status, json.dumps(report).encode(), "application/json")
-        if path == "/metrics" and method == "GET":
-            return _answer(start_response, "200 OK", metrics.render(), CONTENT_TYPE_LATEST)
+        if read_log and links and method in ("GET", "HEAD") and (m := LOG_PATH.fullmatch(path)):
+            return log_page(environ, start_response, int(m.group(1)), bool(m.group(2)), read_log, links)
         return _answer(start_response, "404 Not Found", b"not found\n", "text/plain")
 
     return wsgi
 
 
-def _answer(start_response: Callable, status: str, body: bytes, content_type: str) -> list[bytes]:
-    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+def log_page(environ: dict, start_response: Callable, deployment_id: int, as_json: bool,
+             read_log: Callable[[int], DeploymentLog], links: LinkSigner) -> list[bytes]:
+    """A forged, altered or expired link shows nothing (403) and says nothing about the deployment; only a
+    valid link learns whether the deployment exists (404)."""
+    try:
+        query = parse_qs(environ.get("QUERY_STRING", ""), max_num_fields=10)
+    except ValueError:  # more fields than a link has
+        query = {}
+    exp, sig = (query.get(k, [""])[0] for k in ("exp", "sig"))
+    nonce = secrets.token_urlsafe(16)
+    private = [("Cache-Control", "no-store"), ("Referrer-Policy", "no-referrer"), ("X-Content-Type-Options", "nosniff")]
+    if not links.check(deployment_id, exp, sig):
+        return _answer(start_response, "403 Forbidden", b"This link is invalid or has expired. Open the deployment "
+                       b"from its Slack message for a fresh one.\n", "text/plain; charset=utf-8", private)
+    try:
+        doc = logpage.document(read_log(deployment_id))
+    except Refused:
+        return _answer(start_response, "404 Not Found", b"No such deployment.\n", "text/plain; charset=utf-8",
+                       private)
+    if as_json:
+        return _answer(start_response, "200 OK", json.dumps(doc, ensure_ascii=False).encode(),
+                       "application/json; charset=utf-8", private)
+    return _answer(start_response, "200 OK", logpage.html_page(doc, nonce).encode(), "text/html; charset=utf-8",
+                   page_headers(nonce))
+
+
+def page_headers(nonce: str) -> list[tuple[str, str]]:
+    """Nothing runs on the page but its own inline style and script, which may fetch only its JSON."""
+    csp = (f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; connect-src 'self'; "
+           "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    return [("Content-Security-Policy", csp), ("Referrer-Policy", "no-referrer"), ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY")]
+
+
+def _answer(start_response: Callable, status: str, body: bytes, content_type: str,
+            headers: list[tuple[str, str]] = ()) -> list[bytes]:
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body))), *headers])
     return [body]

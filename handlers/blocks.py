@@ -73,9 +73,21 @@ def _title(dep: DeploymentRecord) -> str:
 
 
 # ---- the deployment message: request, progress, outcome ------------------------------------------------
+def log_link(url: str) -> str:
+    """A mrkdwn link to a deployment's log page: Slack reads `&amp;` in a link as `&`; `<`, `>`, `|` would end it."""
+    return f"<{url.replace('&', '&amp;').replace('<', '%3C').replace('>', '%3E').replace('|', '%7C')}|Full log>"
+
+
+def thread_text(lines: list[str], link: str | None = None) -> str:
+    """Lines for the deployment's thread; the thread's first post leads with the log link."""
+    text = esc("\n".join(lines), 3900)
+    return f":page_facing_up: {log_link(link)}: every stage on every host, with its output\n{text}" if link else text
+
+
 def deployment_message(dep: DeploymentRecord, env: Environment | None, approvals: Iterable[ApprovalRecord] = (),
-                       checklist: Checklist | None = None) -> tuple[str, Blocks]:
-    """One message per deployment, redrawn whole at each state: the approval request becomes the checklist."""
+                       checklist: Checklist | None = None, link: str | None = None) -> tuple[str, Blocks]:
+    """One message per deployment, redrawn whole at each state: the approval request becomes the checklist.
+    `link`: the deployment's log page, shown once it has started."""
     approvals = list(approvals)
     head = f"{_title(dep)}\nRequested by {user(dep.requested_by)}"
     if dep.reason:
@@ -96,6 +108,8 @@ def deployment_message(dep: DeploymentRecord, env: Environment | None, approvals
         blocks.append(section(_stages(checklist)))
         if len(checklist.hosts) > 1:
             blocks.append(context(_hosts(checklist)))
+    if link:
+        blocks.append(context(f":page_facing_up: {log_link(link)} · every stage on every host, with its output"))
     if dep.state.is_final:
         blocks.append(section(_outcome(dep)))
         if dep.state in (State.ROLLBACK_FAILED, State.INTERRUPTED) and dep.kind is Kind.DEPLOY:
@@ -181,7 +195,7 @@ def _outcome(dep: DeploymentRecord) -> str:
     return text
 
 
-# ---- status, history, home ------------------------------------------------------------------------------
+# ---- status, history ------------------------------------------------------------------------------------
 def status_blocks(statuses: list[EnvironmentStatus]) -> tuple[str, Blocks]:
     blocks: Blocks = []
     for st in statuses:
@@ -224,17 +238,6 @@ def history_text(rows: list[DeploymentRecord]) -> str:
         lines.append(f"#{d.id} {_when(d.created_at)} *{esc(d.environment)}* {d.kind.value} {esc(d.version)} "
                      f"{d.state.value.replace('_', ' ')} {_secs(d.seconds)} by {user(d.requested_by)}{tail}")
     return "\n".join(lines)
-
-
-def home_view(statuses: list[EnvironmentStatus]) -> dict:
-    blocks: Blocks = [{"type": "header", "text": {"type": "plain_text", "text": "Deployments"}}]
-    for st in statuses:
-        blocks.append(section(_status_text(st)))
-        blocks.append({"type": "divider"})
-    blocks.append(context("Refreshed " + _when(datetime.now(UTC)) + " · `/deploy ENV VERSION`, `/rollback`, "
-                          "`/deploy status`, `/deploy history`, `/deploy lock ENV REASON`, `/deploy unlock ENV`, "
-                          "`/deploy help`"))
-    return {"type": "home", "blocks": blocks}
 
 
 # ---- modals ---------------------------------------------------------------------------------------------

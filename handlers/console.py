@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 import threading
 import time
 from typing import Protocol, TextIO
@@ -21,43 +20,10 @@ from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
 from slack_sdk.web import SlackResponse
 
+from handlers.terminal import lines as text_lines
+from handlers.terminal import plain, view_lines
+
 CHANNEL = "C0DEPLOYS"
-_EMOJI = {":white_check_mark:": "[x]", ":x:": "[!]", ":hourglass_flowing_sand:": "[~]", ":white_circle:": "[ ]",
-          ":heavy_minus_sign:": "[-]", ":rocket:": ">>", ":leftwards_arrow_with_hook:": "<<", ":no_entry:": "(no)",
-          ":lock:": "(lock)", ":unlock:": "(unlock)", ":warning:": "(!)", ":rotating_light:": "(!!)",
-          ":no_entry_sign:": "(x)", ":hourglass:": "(time)"}
-
-
-def plain(text: str) -> str:
-    """mrkdwn -> terminal text: emoji codes, mentions, dates, escapes."""
-    for code, mark in _EMOJI.items():
-        text = text.replace(code, mark)
-    text = re.sub(r"<!date\^\d+\^[^|]*\|([^>]*)>", r"\1", text)
-    text = re.sub(r"<@(\w+)>", r"@\1", text)
-    text = re.sub(r"<!subteam\^(\w+)>", r"@\1", text)
-    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-
-
-def _lines(params: dict) -> list[str]:
-    out: list[str] = []
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            if node.get("type") == "button":
-                out.append(f"[ {node['text']['text']} ]")
-                return
-            if isinstance(node.get("text"), str) and node.get("type") in ("mrkdwn", "plain_text"):
-                out.extend(plain(node["text"]).splitlines())
-                return
-            for key in ("text", "fields", "elements", "blocks"):
-                if key in node:
-                    walk(node[key])
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(params.get("blocks") or [])
-    return out or plain(params.get("text", "")).splitlines()
 
 
 class ConsoleWebClient(WebClient):
@@ -87,7 +53,7 @@ class ConsoleWebClient(WebClient):
     def _answer(self, method: str, a: dict) -> dict:
         if method == "chat.postMessage":
             ts = f"1732270000.{next(self._ts):06d}"
-            lines = _lines(a)
+            lines = text_lines(a)
             if a.get("thread_ts"):
                 self.say("\n".join(f"      | {line}" for line in lines))
             else:
@@ -96,7 +62,7 @@ class ConsoleWebClient(WebClient):
                 self.say("\n  deploybot in #deploys:\n" + "\n".join(f"    {line}" for line in lines))
             return {"ok": True, "channel": a.get("channel"), "ts": ts}
         if method == "chat.update":
-            ts, lines = a["ts"], _lines(a)
+            ts, lines = a["ts"], text_lines(a)
             before = self._seen.get(ts, [])
             new = [line for line in lines if line not in before]
             self.messages[ts] = self._seen[ts] = lines
@@ -105,11 +71,13 @@ class ConsoleWebClient(WebClient):
                 self.say("  (message edited)\n" + "\n".join(f"    {line}" for line in new))
             return {"ok": True, "channel": a.get("channel"), "ts": ts}
         if method == "chat.postEphemeral":
-            self.say(f"  (only @{a.get('user')} sees) " + " ".join(_lines(a)))
+            self.say(f"  (only @{a.get('user')} sees) " + " ".join(text_lines(a)))
             return {"ok": True, "message_ts": "1732270000.000000"}
-        if method in ("views.open", "views.publish"):
+        if method in ("views.open", "views.publish", "views.update"):
             self.views.append(a.get("view") or {})
-            self.say(f"  [{method}] " + " / ".join(_lines(a.get("view") or {})))
+            who = f" for @{a['user_id']}" if a.get("user_id") else ""
+            lines = view_lines(a.get("view") or {})
+            self.say(f"  {lines[0]}{who}\n" + "\n".join(f"    {line}" for line in lines[1:]))
             return {"ok": True, "view": {"id": f"V{next(self._ts)}"}}
         if method == "auth.test":
             return {"ok": True, "user_id": "U0BOT", "bot_id": "B0BOT", "team_id": "T0CONSOLE"}
@@ -117,10 +85,9 @@ class ConsoleWebClient(WebClient):
             return {"ok": True, "users": []}
         return {"ok": True}
 
-
     def respond(self, _url: str, payload: dict) -> None:
         """Where the bot's answers through a command's response_url go: printed for the one who typed it."""
-        self.say("  (only you see) " + "\n    ".join(_lines(payload)))
+        self.say("  (only you see) " + "\n    ".join(text_lines(payload)))
 
 
 class Running(Protocol):
@@ -168,10 +135,10 @@ class Console:
     def click(self, user: str, action_id: str, ts: str) -> None:
         """Click the button `action_id` on message `ts` as `user` (a confirm dialog is confirmed)."""
         button = self.button(ts, action_id)
+        self.client.say(f"\n@{user} clicks [ {button['text']['text']} ]")
         if button.get("confirm"):
             self.client.say(f"  [{plain(button['confirm']['title']['text'])}] "
                             f"{plain(button['confirm']['text']['text'])} -> {button['confirm']['confirm']['text']}")
-        self.client.say(f"\n@{user} clicks [ {button['text']['text']} ]")
         n = next(self._n)
         self._dispatch(urlencode({"payload": json.dumps({
             "type": "block_actions", "user": {"id": user, "name": user, "team_id": "T0CONSOLE"},
@@ -183,11 +150,20 @@ class Console:
     def submit(self, user: str, values: dict[str, dict]) -> dict | str:
         """Submit the last modal the bot opened."""
         view = self.client.views[-1]
-        self.client.say(f"@{user} submits: " + ", ".join(f"{k}={_shown(v)}" for k, v in values.items()))
+        self.client.say(f"\n@{user} submits: " + ", ".join(f"{k}={_shown(v)}" for k, v in values.items()))
         return self._dispatch(urlencode({"payload": json.dumps({
             "type": "view_submission", "user": {"id": user, "name": user, "team_id": "T0CONSOLE"},
             "team": {"id": "T0CONSOLE"}, "view": {**view, "id": "V0", "state": {
                 "values": {b: {b: v} for b, v in values.items()}}}})}))
+
+    def open_home(self, user: str) -> None:
+        """Open deploybot's App Home tab as `user` (an app_home_opened event)."""
+        self.client.say(f"\n@{user} opens deploybot's Home tab")
+        self._dispatch(json.dumps({"type": "event_callback", "team_id": "T0CONSOLE", "api_app_id": "A0CONSOLE",
+                                   "event": {"type": "app_home_opened", "user": user, "channel": "D0HOME",
+                                             "tab": "home", "event_ts": str(time.time())},
+                                   "event_id": f"Ev{next(self._n)}", "event_time": int(time.time())}),
+                       "application/json")
 
     def last_message(self) -> str:
         return list(self.client.messages)[-1]
@@ -214,8 +190,13 @@ def run_story(console: Console, developer: str = "U0DEV", pm: str = "U0PM", good
     Returns True when every step ended as expected."""
     good = good or ["v1.0.0", "v1.1.0"]
     results: list[bool] = []
+    say = console.client.say
+    say(f"This terminal plays the Slack channel #deploys: @{developer} is a developer, @{pm} approves deploys to "
+        f"{env}. Lines starting with | are replies in the thread of the message above them.")
     try:
         for version, expect in [(v, "Succeeded") for v in good] + [(bad, "Failed and rolled back")]:
+            say(f"\n== @{developer} asks for {version}; @{pm} approves it" if version != bad else
+                f"\n== {version} is broken: its health check fails, and deploybot rolls it back on its own")
             console.command(developer, f"/deploy {env} {version}")
             console.settle()
             ts = console.last_message()
@@ -223,8 +204,10 @@ def run_story(console: Console, developer: str = "U0DEV", pm: str = "U0PM", good
             console.settle()
             results.append(expect in console.text(ts))
             if version == good[-1]:
+                say("\n== what each host runs now, read live from the hosts")
                 console.command(developer, f"/deploy status {env}")
                 console.settle()
+        say(f"\n== @{developer} rolls {env} back to the previous good release with /rollback (a form opens)")
         console.command(developer, f"/rollback {env}")
         console.settle()
         view = console.client.views[-1]
@@ -233,6 +216,10 @@ def run_story(console: Console, developer: str = "U0DEV", pm: str = "U0PM", good
         console.submit(developer, {"version": {"type": "static_select", "selected_option": initial}, "reason": reason})
         console.settle()
         results.append("Succeeded" in console.text(console.last_message()))
+        say("\n== the Home tab: every environment at a glance, with buttons for what the commands do")
+        console.open_home(pm)
+        console.settle()
+        results.append(bool(console.client.views) and console.client.views[-1].get("type") == "home")
     finally:
         console.close()
     return all(results)

@@ -38,6 +38,7 @@ class Bot:
     board: ProgressBoard
     groups: GroupCache
     respond: Responder
+    draining: threading.Event = field(default_factory=threading.Event)  # shutting down: nothing new starts
     status_ttl: float = 2.0
     _status: dict = field(default_factory=dict, repr=False)
     _status_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

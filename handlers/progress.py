@@ -38,13 +38,16 @@ class _Message:
     last_sent: float = 0.0
     not_before: float = 0.0
     response_url: str | None = None  # the requester's private answer channel, for what cannot be posted
+    threaded: bool = False  # the thread was started (its first post carries the log link)
     given_up: str = ""  # a permanent Slack error: nothing more is drawn
 
 
 class ProgressBoard:
     def __init__(self, service: DeployService, client: WebClient, interval: float = 1.0,
-                 respond: Callable[[str, dict], None] | None = None):
+                 respond: Callable[[str, dict], None] | None = None,
+                 links: Callable[[int], str | None] | None = None):
         self.service = service
+        self.links = links  # deployment id -> its log page's signed URL, or None (set by the composition root)
         self.client = client
         self.respond = respond
         self.interval = interval
@@ -195,7 +198,8 @@ class ProgressBoard:
         if m is None or m.given_up:
             return  # started outside Slack (CLI), or Slack refuses it for good: nothing to draw
         env = self.service.config.environments.get(dep.environment)
-        text, body = blocks.deployment_message(dep, env, approvals, self._lists.get(dep_id))
+        link = self.links(dep_id) if self.links and dep.started_at else None
+        text, body = blocks.deployment_message(dep, env, approvals, self._lists.get(dep_id), link=link)
         if m.ts is None:
             res = self.client.chat_postMessage(channel=m.channel, text=text, blocks=body, unfurl_links=False)
             m.ts = res["ts"]
@@ -207,8 +211,9 @@ class ProgressBoard:
         lines = checklist.take_thread() if checklist else []
         if lines:
             try:
-                self.client.chat_postMessage(channel=m.channel, thread_ts=m.ts, text=blocks.esc("\n".join(lines),
-                                                                                                   3900))
+                self.client.chat_postMessage(channel=m.channel, thread_ts=m.ts,
+                                             text=blocks.thread_text(lines, None if m.threaded else link))
+                m.threaded = True
             except Exception:
                 checklist.thread[:0] = lines  # put them back; the next draw posts them
                 raise

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from slack_bolt import App
+import logging
+import secrets
+from collections.abc import Callable
+
+from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
@@ -16,6 +20,8 @@ from handlers import actions, commands, home
 from handlers.approvers import GroupCache
 from handlers.context import Bot, Responder, Submitter
 from handlers.progress import ProgressBoard
+
+log = logging.getLogger(__name__)
 
 
 def retry_handlers() -> list:
@@ -36,7 +42,37 @@ def register(app: App, service: DeployService, *, jobs: Submitter, client: WebCl
     service.events.subscribe(board)
     bot = Bot(service=service, client=client, jobs=jobs, board=board,
               groups=GroupCache(client), respond=respond)
+    app.use(_refuse_while_draining(bot))
+    app.error(_answer_unexpected_errors)
     commands.register(app, bot)
     actions.register(app, bot)
     home.register(app, bot)
     return bot
+
+
+RESTARTING = ":arrows_counterclockwise: deploybot is restarting; try again in a minute."
+
+
+def _refuse_while_draining(bot: Bot) -> Callable[..., None]:
+    """While the bot shuts down, every request is acknowledged and nothing new starts: a command is told to try
+    again in a minute; a click or a form only closes."""
+    def middleware(body: dict, next: Callable[[], None]) -> BoltResponse | None:  # noqa: A002 - Bolt's name
+        if not bot.draining.is_set():
+            next()
+            return None
+        if body.get("command"):  # the answer is the acknowledgement itself
+            return BoltResponse(status=200, body={"response_type": "ephemeral", "text": RESTARTING})
+        return BoltResponse(status=200, body="")
+    return middleware
+
+
+def _answer_unexpected_errors(error: Exception, body: dict) -> BoltResponse:
+    """A listener failed in a way nobody planned for: the person gets a short answer with a reference that is
+    also in the log (with the traceback), instead of Slack's bare "dispatch_failed"."""
+    ref = secrets.token_hex(4)
+    log.error("unexpected error (ref %s) on %s", ref, body.get("command") or body.get("type"), exc_info=error)
+    if body.get("command"):
+        return BoltResponse(status=200, body={"response_type": "ephemeral", "text": f":warning: Something went "
+                                              f"wrong on deploybot's side (ref `{ref}`); nothing was started. "
+                                              "Try again, or give the ref to whoever runs the bot."})
+    return BoltResponse(status=200, body="")

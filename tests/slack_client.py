@@ -151,6 +151,10 @@ class BotUnderTest:
 
         import waitress
 
+        from bot.app import serve_metrics
+        from tests.serving import free_port
+
+        self.metrics_url = f"http://{serve_metrics(self.runtime.metrics, f'127.0.0.1:{free_port()}')}/"
         self.server = waitress.create_server(self.runtime.wsgi(), host="127.0.0.1", port=0, threads=16)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()

@@ -31,8 +31,8 @@ from bot.demo import build_workspace, stop_apps
 from bot.sampleapp import build_artifact, write_shared_env
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = {"deploy", "rollback", "status", "history", "lock", "unlock", "check-config", "init", "demo", "serve",
-            "audit"}
+COMMANDS = {"deploy", "rollback", "status", "history", "logs", "lock", "unlock", "check-config", "init", "demo",
+            "serve", "audit"}
 HEAVY = ("pydantic", "yaml", "sqlalchemy", "alembic", "fabric", "paramiko", "slack_sdk", "slack_bolt", "rich")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 DEPLOYMENT_KEYS = {"id", "kind", "version", "state", "requested_by", "created_at"}

@@ -20,6 +20,9 @@ def test_demo_tells_the_whole_story_and_exits_zero(tmp_path):
     for action in ("deploy_requested", "approved", "auto_rollback_started", "rollback_requested"):
         assert action in out
     assert "demo-secret" not in out  # the database password in shared/.env never shows
+    # it reads as a chat, not as markup: mrkdwn rendered, the automatic rollback credited to the bot
+    assert "`" not in out and "*Succeeded*" not in out and ">> Succeeded in" in out
+    assert "deploybot is rolling back web1, web2 to v1.1.0" in out and "deploybot rolled back web1, web2" in out
     # nothing left running: the demo stops its sample apps
     pids = list((tmp_path / "demo" / "hosts").glob("*/app/shared/app.pid"))
     assert pids

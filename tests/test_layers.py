@@ -2,12 +2,13 @@
 
 Layers, lowest first; a module may import its own layer and the ones below, never one above:
     0 base        bot.domain, bot.config, bot.host, bot.config_check, bot.redact, bot.executors,
-                  bot.sampleapp
+                  bot.sampleapp, bot.links (signed log links), bot.logs (JSON log lines)
     1 parts       bot.targets (SSH, local, HTTP probes), bot.store (the only SQL)
     2 engine      bot.engine (flow table, plan, pipeline, commands, events)
     3 use cases   bot.service, bot.recorder
     4 Slack       handlers
-    5 fronts      bot.app, bot.web, bot.metrics, bot.cli, bot.init, bot.demo, bot.console_progress
+    5 fronts      bot.app, bot.web, bot.metrics, bot.cli, bot.init, bot.process, bot.demo, bot.console_progress,
+                  bot.logpage
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [
     ("bot.domain", "bot.config", "bot.host", "bot.config_check", "bot.redact", "bot.executors",
-     "bot.sampleapp"),
+     "bot.sampleapp", "bot.links", "bot.logs"),
     ("bot.targets", "bot.store"),
     ("bot.engine",),
     ("bot.service", "bot.recorder"),
     ("handlers",),
-    ("bot.app", "bot.web", "bot.metrics", "bot.cli", "bot.init", "bot.process", "bot.demo", "bot.console_progress"),
+    ("bot.app", "bot.web", "bot.metrics", "bot.cli", "bot.init", "bot.process", "bot.demo", "bot.console_progress",
+     "bot.logpage"),
 ]
 FORBIDDEN_IN_HANDLERS = ("bot.store", "bot.targets", "sqlalchemy", "alembic", "fabric", "paramiko", "invoke")
 MAX_LINES = 300

@@ -119,7 +119,9 @@ def test_deploy_approve_progress_success(world, hosts):
 
     health = requests.get(bot.url + "/healthz", timeout=5)
     assert health.status_code == 200 and health.json()["ok"] is True
-    metrics = requests.get(bot.url + "/metrics", timeout=5).text
+    assert requests.get(bot.url + "/metrics", timeout=5).status_code == 404  # not on the port Slack reaches
+    metrics = requests.get(bot.metrics_url, timeout=5).text
+    assert 'deploybot_build_info{python=' in metrics and "process_resident_memory_bytes" in metrics
     assert 'deploybot_deployments_total{environment="prod",kind="deploy",outcome="succeeded"} 1.0' in metrics
     assert 'deploybot_stage_duration_seconds_count{environment="prod",ok="true",stage="upload"}' in metrics
     assert 'deploybot_approvals_waiting{environment="prod"} 0.0' in metrics

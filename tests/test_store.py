@@ -33,6 +33,7 @@ from bot.store import (
 )
 from bot.store.audit import parse_export_row, verify_chain
 from bot.store.db import normalize_url
+from bot.store.migrations import HEAD
 from tests.pg import create_database, pg_url  # noqa: F401  (session fixture)
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -397,7 +398,7 @@ def test_migrations_run_twice_and_data_survives(sqlite_url: str) -> None:
     with Store(sqlite_url) as second:
         assert second.get(dep.id) == dep
     with sqlite3.connect(sqlite_url[len("sqlite:///"):]) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD,)]
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 

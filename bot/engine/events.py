@@ -46,6 +46,7 @@ class StageFinished(Event):
     exit_code: int | None = None
     excerpt: str = ""  # redacted output excerpt
     error: str = ""
+    output: str = ""  # the whole redacted output (stdout, then stderr); the store keeps its last 256 KB
 
 
 @dataclass(frozen=True)

@@ -143,6 +143,12 @@ class Pipeline:
         target = self.pool.get(self.env, host)
         return target.put(*command.files) if command.files else target.run(command)
 
+    def revert(self, previous: dict[str, str], reason: str) -> Outcome:
+        """Take-over: the process running this deployment stopped; publish each listed host's previous release."""
+        for name, version in previous.items():
+            self.hosts[name].previous, self.hosts[name].switched = version, True
+        return self._recover(Cancelled(reason))
+
     # ---- failure: revert what switched ----------------------------------------------------------------------
     def _recover(self, exc: StageFailed | Cancelled) -> Outcome:
         stage = exc.stage.value if isinstance(exc, StageFailed) else None
@@ -233,8 +239,9 @@ class Pipeline:
             res = work(host)
         except Exception as exc:  # noqa: BLE001 - a bug in a stage must still be recorded and reverted
             res = Result(host.name, Command(stage, ""), None, error=f"internal error: {type(exc).__name__}: {exc}")
+        output = res.stdout + ("\n" + res.stderr if res.stderr else "")
         self.events.emit(StageFinished(dep, stage=stage.value, host=host.name, ok=res.ok,
                                        seconds=time.monotonic() - h0, exit_code=res.exit_code,
-                                       excerpt=redact.excerpt(res.stdout + ("\n" + res.stderr if res.stderr else "")),
+                                       excerpt=redact.excerpt(output), output=redact(output),
                                        error="" if res.ok else redact(res.describe())))
         return res

@@ -3,12 +3,16 @@
     requests      /deploy and /rollback checked and recorded, the dry run, what follows a request
     approvals     approve, reject, cancel, abort, expiry; the quorum starts the run
     locks         one active deployment per environment, manual freezes
-    runs          an approved deployment executed through the lifecycle; recovery after a crash
+    runs          an approved deployment executed through the lifecycle, stopped at a boundary when asked
+    leases        a process holds its deployments' locks through leases it renews
+    recovery      a deployment whose process stopped is taken over and left on a known version
     environments  what runs where (read live), history, locks, approvals
     lifecycle     the one table of state transitions, and what hangs off them (audit, lock, final event)
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from bot.config import Config
 from bot.domain import DeploymentRecord
@@ -18,18 +22,23 @@ from bot.recorder import StoreRecorder
 from bot.service.approvals import ApprovalResult, Approvals
 from bot.service.base import Context, Refused
 from bot.service.environments import Environments, EnvironmentStatus, HostStatus
+from bot.service.leases import Leases
 from bot.service.lifecycle import Lifecycle
 from bot.service.locks import Locks
+from bot.service.recovery import Recovery
 from bot.service.requests import Requests, RollbackOptions
 from bot.service.runs import Runs
-from bot.store import Store
+
+if TYPE_CHECKING:
+    from bot.store import Store
 
 
 class DeployService:
     """The use cases over one config and store, wired once; front ends reach them by noun
     (`service.requests.deploy(...)`, `service.approvals.approve(...)`, `service.environments.status(...)`)."""
 
-    def __init__(self, config: Config, store: Store, pool=None, events: EventBus | None = None):
+    def __init__(self, config: Config, store: Store, pool=None, events: EventBus | None = None,
+                 leases: Leases | None = None):
         if pool is None:
             from bot.targets.pool import TargetPool
 
@@ -37,12 +46,14 @@ class DeployService:
         self.config, self.store, self.pool = config, store, pool
         self.events = events or EventBus()
         self.events.subscribe(StoreRecorder(store))
-        ctx = Context(config, store, pool, self.events, Lifecycle(store, self.events))
+        self.leases = leases or Leases(store)
+        ctx = Context(config, store, pool, self.events, Lifecycle(store, self.events), self.leases)
         self.environments = Environments(ctx)
         self.locks = Locks(ctx)
         self.runs = Runs(ctx, self.environments, plan_deploy=lambda *a, **kw: self.requests.plan(*a, **kw))
         self.requests = Requests(ctx, self.locks, self.environments, self.runs)
         self.approvals = Approvals(ctx, self.locks, self.requests, self.runs)
+        self.recovery = Recovery(ctx, self.environments, plan_for=self.runs.plan_for)
 
     def deploy(self, env_name: str, version: str, actor: str) -> DeploymentRecord:
         """The operator path (CLI, scripts): recorded as asked by `actor`, the approval step skipped, run here."""

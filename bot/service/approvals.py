@@ -5,6 +5,7 @@ Every click goes through a compare-and-swap, so double clicks, simultaneous appr
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,6 +14,8 @@ from bot.domain import AuditAction, DeploymentRecord, State
 from bot.redact import redact
 from bot.service.base import UseCases
 from bot.service.lifecycle import BOT, Transition, now
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class Approvals(UseCases):
             self.refuse(actor, AuditAction.APPROVAL_REFUSED, dep.environment, dep.version,
                         "you cannot approve your own deploy", dep.id)
         if self.store.add_approval(dep.id, actor, "approve"):  # a repeat click counts once, but may retry the start
+            log.info("#%s approved by %s", dep.id, actor, extra={"deployment": dep.id, "actor": actor,
+                                                                 "environment": dep.environment})
             self.store.audit(actor=actor, action=AuditAction.APPROVED, environment=dep.environment,
                              version=dep.version, outcome="approve", deployment_id=dep.id)
         count = len({a.approver for a in self.store.approvals(dep.id) if a.decision == "approve"})

@@ -5,15 +5,22 @@ nothing. Identity is a plain string (a Slack user ID, `cli:alice`); approver gro
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from bot.config import Config, Environment, InvalidVersion
 from bot.domain import AuditAction, DeploymentRecord
 from bot.engine.events import EventBus
 from bot.redact import redact
+from bot.service.leases import Leases
 from bot.service.lifecycle import Lifecycle
-from bot.store import Store
+
+if TYPE_CHECKING:
+    from bot.store import Store
+
+
+log = logging.getLogger(__name__)
 
 
 class Refused(Exception):
@@ -27,12 +34,14 @@ class Context:
     pool: object  # bot.targets.pool.TargetPool, imported only when a host is first reached
     events: EventBus
     lifecycle: Lifecycle
+    leases: Leases
 
 
 class UseCases:
     def __init__(self, ctx: Context):
         self.ctx = ctx
         self.config, self.store, self.events, self.lifecycle = ctx.config, ctx.store, ctx.events, ctx.lifecycle
+        self.leases = ctx.leases
 
     def environment(self, name: str, actor: str = "system") -> Environment:
         if name not in self.config.environments:
@@ -57,4 +66,6 @@ class UseCases:
                deployment_id: int | None = None, detail: dict | None = None) -> NoReturn:
         self.store.audit(actor=actor, action=action, environment=env, version=version, outcome="refused",
                          deployment_id=deployment_id, detail={"reason": redact(message), **(detail or {})})
+        log.info("refused %s: %s", actor, message, extra={"deployment": deployment_id, "environment": env,
+                                                           "actor": actor, "action": str(action)})
         raise Refused(redact(message))  # it reaches Slack and the terminal

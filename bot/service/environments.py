@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.config import Host
-from bot.domain import ApprovalRecord, DeploymentRecord, LockRecord, State
+from bot.domain import ApprovalRecord, AuditRecord, DeploymentRecord, LockRecord, StageRecord, State
 from bot.redact import redact
 from bot.service.base import UseCases
 
@@ -36,6 +36,19 @@ class EnvironmentStatus:
     def drift(self) -> bool:
         return len(self.versions) > 1 or (self.recorded_version is not None
                                           and self.versions != {self.recorded_version})
+
+
+@dataclass(frozen=True)
+class DeploymentLog:
+    """One deployment whole, as its log page and `deploybot logs` show it."""
+    deployment: DeploymentRecord
+    approvals: list[ApprovalRecord]
+    stages: list[str]  # the planned stages in flow order, then any other that ran (revert)
+    hosts: list[str]
+    # every host's step by stage (flow order), then host, then time: the result, its whole redacted output, and
+    # which run of that stage on that host it was (1, or more where it ran again)
+    results: list[tuple[StageRecord, str, int]]
+    audit: list[AuditRecord]
 
 
 class Environments(UseCases):
@@ -91,3 +104,29 @@ class Environments(UseCases):
     def recorded_version(self, env_name: str) -> str | None:
         last = self.store.last_succeeded(env_name)
         return last.version if last else None
+
+    def log(self, deployment_id: int) -> DeploymentLog:
+        """Everything recorded about one deployment; Refused when there is no such deployment."""
+        dep = self.deployment(deployment_id)
+        recorded = self.store.stage_outputs(deployment_id)
+        stages = list(dict.fromkeys([*self._planned_stages(dep), *(r.stage for r, _ in recorded)]))
+        hosts = list(dict.fromkeys([*dep.meta.get("hosts", []), *(r.host for r, _ in recorded if r.host)]))
+        runs: dict[tuple, int] = {}
+        results = []
+        for r, out in recorded:
+            runs[r.stage, r.host] = runs.get((r.stage, r.host), 0) + 1
+            results.append((r, out, runs[r.stage, r.host]))
+        results.sort(key=lambda x: (stages.index(x[0].stage), hosts.index(x[0].host) if x[0].host in hosts else -1))
+        return DeploymentLog(dep, self.store.approvals(deployment_id), stages, hosts, results,
+                             self.store.audit_events(deployment_id=deployment_id))
+
+    def _planned_stages(self, dep: DeploymentRecord) -> list[str]:
+        """What the flow table plans for it under today's config (nothing, if its environment is gone)."""
+        from bot.engine.plan import Plan
+
+        env = self.config.environments.get(dep.environment)
+        if env is None:
+            return []
+        plan = Plan(dep.id, dep.app, env, dep.version, dep.kind, restore_db_from=dep.version if dep.restore_db
+                    else None)
+        return [stage.value for stage in plan.stages]

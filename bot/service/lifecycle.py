@@ -14,15 +14,20 @@ A state change is one compare-and-swap in the store, so of two racing processes 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from bot.domain import AuditAction, DeploymentRecord, State
 from bot.engine.events import DeploymentFinished, EventBus
 from bot.redact import redact
-from bot.store import Store
 
+if TYPE_CHECKING:
+    from bot.store import Store
+
+log = logging.getLogger(__name__)
 BOT = "deploybot"  # the actor of what nobody clicked: expiry, automatic rollback, recovery
 
 
@@ -93,6 +98,9 @@ class Lifecycle:
         if not self.store.transition(dep.id, rule.sources, rule.target, **fields):
             return None
         after = self.store.get(dep.id)
+        log.info("deployment #%s %s: %s -> %s", dep.id, transition.value, dep.state.value, after.state.value,
+                 extra={"deployment": dep.id, "environment": dep.environment, "version": dep.version,
+                        "transition": transition.value, "state": after.state.value, "actor": actor})
         if rule.target.is_final:
             self.store.release_lock(dep.environment, deployment_id=dep.id)
         ends_run = rule.target.is_final and rule.sources <= {R, RB}

@@ -6,11 +6,10 @@ deployment's lock when it ends.
 
 from __future__ import annotations
 
-from bot.domain import AuditAction, DeploymentRecord, LockRecord
+from bot.domain import AuditAction, DeploymentRecord, LockHeld, LockRecord
 from bot.redact import redact
 from bot.service.base import UseCases
 from bot.service.lifecycle import Transition
-from bot.store import LockHeld
 
 
 class Locks(UseCases):
@@ -44,11 +43,13 @@ class Locks(UseCases):
             self.refuse(actor, AuditAction.REFUSED, env_name, version, lock.describe(), deployment_id)
 
     def take_for(self, dep: DeploymentRecord) -> None:
-        """An approved deployment takes its environment; if someone else holds it, the deployment is cancelled
-        and the requester told who holds it."""
+        """An approved deployment takes its environment, under this process's lease; if someone else holds it, the
+        deployment is cancelled and the requester told who holds it."""
         try:
             self.store.acquire_lock(dep.environment, holder=dep.requested_by, kind="deploy", deployment_id=dep.id,
-                                    reason=f"{dep.kind.value} {dep.version} (#{dep.id})")
+                                    reason=f"{dep.kind.value} {dep.version} (#{dep.id})", owner=self.leases.owner,
+                                    lease_seconds=self.leases.ttl)
+            self.leases.holding(dep.id)
         except LockHeld as exc:
             message = exc.lock.describe()
             self.lifecycle.fire(dep, Transition.CANCEL, dep.requested_by, error=message, detail={"reason": message})

@@ -1,11 +1,9 @@
 """Runs: an approved deployment executed to its end through the lifecycle, launched where the front end says
-(the Slack bot's deploy executor, or inline for the CLI), and recovery of deployments whose process died."""
+(the Slack bot's deploy executor, or inline for the CLI), stopping at a stage boundary when asked."""
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -19,10 +17,10 @@ from bot.service.base import Refused, UseCases
 from bot.service.lifecycle import BOT, Transition
 
 log = logging.getLogger(__name__)
-OWNER = f"{socket.gethostname()}:{os.getpid()}"
 Launcher = Callable[[Callable[[], None]], object]  # e.g. an executor's submit; raises Busy when full
 
 
+RESTARTING = "deploybot is restarting; ask again in a minute"
 ENDING = {State.SUCCEEDED: Transition.SUCCEED, State.FAILED: Transition.FAIL, State.CANCELLED: Transition.STOP}
 
 
@@ -36,6 +34,7 @@ class Runs(UseCases):
         self.environments = environments
         self.plan_deploy = plan_deploy
         self.launch: Launcher = inline
+        self.stopping = threading.Event()  # shutting down: every run stops at its next stage boundary
         self._running: set[int] = set()
         self.events.subscribe(self._on_event)
 
@@ -63,14 +62,17 @@ class Runs(UseCases):
         from bot.engine.pipeline import Outcome, Pipeline
 
         dep = self.deployment(deployment_id)
+        if self.stopping.is_set():  # shutting down: a deployment that has not started does not start now
+            self.lifecycle.fire(dep, Transition.CANCEL, BOT, error=RESTARTING, detail={"reason": RESTARTING})
+            raise Refused(RESTARTING)
         running = self.lifecycle.fire(dep, Transition.START, dep.requested_by)
         if running is None:
             raise Refused(f"deployment #{dep.id} is {self.deployment(dep.id).state.words}, not approved")
-        self.store.update_meta(dep.id, owner=OWNER)
+        self.store.update_meta(dep.id, owner=self.leases.owner)
         self._running.add(dep.id)
         outcome, plan = Outcome(State.FAILED, error="internal error"), None
         try:
-            plan = self._plan_for(running)
+            plan = self.plan_for(running)
             outcome = Pipeline(plan, self.ctx.pool, self.events, cancel_requested=self._abort_flag(dep.id)).run()
         except Refused as exc:
             outcome = Outcome(State.FAILED, error=str(exc))
@@ -80,27 +82,9 @@ class Runs(UseCases):
         finally:
             self._running.discard(dep.id)
             self._finish(running, outcome)
+            self.leases.released(dep.id)
             release_artifact(plan.artifact if plan else None)
         return self.deployment(dep.id)
-
-    def recover_interrupted(self) -> list[DeploymentRecord]:
-        """At start: deployments whose process died become `interrupted` (their locks released), and what each
-        host runs now is read live and written to the audit trail."""
-        found = []
-        host_name = OWNER.split(":")[0]
-        for dep in self.store.list_deployments(states=[State.RUNNING, State.ROLLING_BACK], limit=500):
-            name, _, pid = str(dep.meta.get("owner", "")).partition(":")
-            if name == host_name and pid.isdigit() and _alive(int(pid)):
-                continue
-            live = {}
-            if dep.environment in self.config.environments:
-                live = {h.name: h.release or h.error for h in self.environments.live_hosts(dep.environment)}
-            after = self.lifecycle.fire(dep, Transition.INTERRUPT, BOT,
-                                        error="the bot stopped while this deployment ran",
-                                        detail={"hosts_now": live, "stage": dep.meta.get("stage")})
-            if after:
-                found.append(after)
-        return found
 
     def _on_event(self, event: Event) -> None:
         """The engine reports an automatic rollback once, as an event; the lifecycle records it."""
@@ -108,7 +92,7 @@ class Runs(UseCases):
             self.lifecycle.fire(self.deployment(event.deployment_id), Transition.REVERT, BOT,
                                 detail={"reason": event.reason, "hosts": list(event.hosts), "to": event.to_version})
 
-    def _plan_for(self, dep: DeploymentRecord) -> Plan:
+    def plan_for(self, dep: DeploymentRecord) -> Plan:
         if dep.kind is Kind.ROLLBACK:
             return Plan(dep.id, self.config.app.name, self.config.environments[dep.environment], dep.version,
                         Kind.ROLLBACK, restore_db_from=dep.version if dep.restore_db else None)
@@ -130,22 +114,17 @@ class Runs(UseCases):
                                     "reverted_hosts": outcome.reverted_hosts}, **fields)
 
     def _abort_flag(self, deployment_id: int, every: float = 0.5) -> Callable[[], bool]:
-        """Whether someone asked to abort. Read from the store, since any replica may have taken the click, but at
-        most every `every` seconds: the verification window asks once per probe per host."""
+        """Whether the run must stop at the next boundary: this process is shutting down, another one took the
+        lease over, or someone asked to abort (read from the store, since any replica may have taken the click, at
+        most every `every` seconds: the verification window asks once per probe per host)."""
         guard, seen = threading.Lock(), {"at": float("-inf"), "abort": False}
 
         def requested() -> bool:
+            if self.stopping.is_set() or self.leases.lost(deployment_id):
+                return True
             with guard:
                 if not seen["abort"] and time.monotonic() - seen["at"] >= every:
                     seen["at"] = time.monotonic()
                     seen["abort"] = bool(self.store.get(deployment_id).meta.get("abort_requested_by"))
                 return seen["abort"]
         return requested
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False

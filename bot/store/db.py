@@ -16,7 +16,6 @@ import) is loaded only when the database is behind.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -26,40 +25,15 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_u
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
+from bot.store.location import data_dir, default_url, normalize_url
 from bot.store.migrations import HEAD
 
-DB_FILE = "deploybot.db"
 MIGRATIONS = Path(__file__).with_name("migrations")
 VERSION_TABLE = "alembic_version"
 BUSY_TIMEOUT_S = 30
 _WRITE = "deploybot_write"  # execution option: this connection's transaction will write
 _MIGRATION_LOCK = 7_311_201  # pg advisory lock keys
 AUDIT_LOCK = 7_311_202
-
-
-def data_dir() -> Path:
-    """Where the default database lives: $DEPLOYBOT_DATA_DIR, else $XDG_DATA_HOME/deploybot, else
-    ~/.local/share/deploybot. An XDG_DATA_HOME that is empty or relative is ignored, as the XDG spec says."""
-    explicit = os.environ.get("DEPLOYBOT_DATA_DIR")
-    if explicit:
-        return Path(explicit).expanduser().absolute()
-    xdg = os.environ.get("XDG_DATA_HOME", "")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
-    return base / "deploybot"
-
-
-def default_url() -> str:
-    """The SQLite file in data_dir(), as an absolute sqlite:/// URL (the folder is not created here)."""
-    return f"sqlite:///{data_dir() / DB_FILE}"
-
-
-def normalize_url(url: str | None) -> str:
-    """Explicit URL, else $DATABASE_URL, else default_url(); plain postgres URLs use psycopg 3."""
-    url = url or os.environ.get("DATABASE_URL") or default_url()
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
-    return url
 
 
 def display_url(url: str | None = None) -> str:

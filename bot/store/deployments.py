@@ -19,8 +19,20 @@ TRANSITION_FIELDS = frozenset({"started_at", "finished_at", "error", "failed_sta
 DECISIONS = ("approve", "reject")
 
 
+OUTPUT_LIMIT = 256 * 1024  # bytes of output kept per stage result: the end, where failures show
+
+
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def keep_tail(text: str, limit: int = OUTPUT_LIMIT) -> str:
+    """The last `limit` bytes of `text` (UTF-8, never half a character), saying at the front how much was cut."""
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return text
+    tail = data[-limit:].decode("utf-8", "ignore")
+    return f"… {len(data) - len(tail.encode())} bytes cut\n{tail}"
 
 
 def _require(session: Session, deployment_id: int, *, lock: bool = False) -> Deployment:
@@ -99,18 +111,26 @@ class DeploymentsMixin:
             return to_record(DeploymentRecord, row) if row else None
 
     def record_stage(self, deployment_id: int, *, stage: str, host: str | None, phase: str, started_at: datetime,
-                     ended_at: datetime, ok: bool, exit_code: int | None, excerpt: str, error: str) -> None:
+                     ended_at: datetime, ok: bool, exit_code: int | None, excerpt: str, error: str,
+                     output: str = "") -> None:
+        """`output` is the step's whole (already redacted) output; only its last OUTPUT_LIMIT bytes are kept."""
         with self.db.write() as s:
             _require(s, deployment_id)
             s.add(StageResult(deployment_id=deployment_id, stage=stage, host=host, phase=phase,
                               started_at=started_at, ended_at=ended_at, ok=ok, exit_code=exit_code,
-                              excerpt=excerpt, error=error))
+                              excerpt=excerpt, error=error, output=keep_tail(output)))
 
     def stages(self, deployment_id: int) -> list[StageRecord]:
         """In the order they were recorded."""
         query = select(StageResult).where(StageResult.deployment_id == deployment_id).order_by(StageResult.id)
         with self.db.read() as s:
             return [to_record(StageRecord, r) for r in s.scalars(query)]
+
+    def stage_outputs(self, deployment_id: int) -> list[tuple[StageRecord, str]]:
+        """Each stage result with the output kept for it, in the order they were recorded."""
+        query = select(StageResult).where(StageResult.deployment_id == deployment_id).order_by(StageResult.id)
+        with self.db.read() as s:
+            return [(to_record(StageRecord, r), r.output or "") for r in s.scalars(query)]
 
     def add_approval(self, deployment_id: int, approver: str, decision: str, reason: str = "") -> bool:
         """False when that approver already decided on that deployment (a double click); the unique key decides."""

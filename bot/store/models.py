@@ -75,8 +75,9 @@ class StageResult(Base):
     ended_at: Mapped[datetime]
     ok: Mapped[bool] = mapped_column(Boolean)
     exit_code: Mapped[int | None] = mapped_column(Integer)
-    excerpt: Mapped[str] = mapped_column(Text, default="")
+    excerpt: Mapped[str] = mapped_column(Text, default="")  # the tail Slack shows
     error: Mapped[str] = mapped_column(Text, default="")
+    output: Mapped[str] = mapped_column(Text, default="")  # the whole redacted output, capped (the log page)
 
 
 class Approval(Base):
@@ -98,6 +99,8 @@ class Lock(Base):
     kind: Mapped[str] = mapped_column(String(16))
     deployment_id: Mapped[int | None] = mapped_column(Integer)
     acquired_at: Mapped[datetime]
+    owner: Mapped[str | None] = mapped_column(String(128))  # the process holding a deploy lock's lease
+    expires_at: Mapped[datetime | None]  # the lease ends here unless its owner renews it
 
 
 class AuditEvent(Base):

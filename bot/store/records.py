@@ -6,22 +6,8 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any, TypeVar
 
-from bot.domain import AuditRecord, DeploymentRecord, Kind, LockRecord, State
+from bot.domain import AuditRecord, DeploymentRecord, Kind, State
 from bot.store.models import utc
-
-
-class LockHeld(Exception):
-    """Someone else holds the environment; the message says who, since when and why, ready to show a user."""
-
-    def __init__(self, lock: LockRecord):
-        self.lock = lock
-        what = f"deployment #{lock.deployment_id}" if lock.deployment_id is not None else f"a {lock.kind} lock"
-        super().__init__(f"{lock.environment} is locked by {lock.holder} ({what}) since "
-                         f"{lock.acquired_at:%Y-%m-%d %H:%M:%S} UTC: {lock.reason or 'no reason given'}")
-
-    def __reduce__(self):  # picklable across processes (the default would re-call __init__ with the message)
-        return (LockHeld, (self.lock,))
-
 
 R = TypeVar("R")
 
