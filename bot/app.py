@@ -177,11 +177,20 @@ def serve(config: Config, port: int = 3000) -> None:
                                     threads=16, ident="deploybot")
     grace = float(os.environ.get("DEPLOYBOT_SHUTDOWN_GRACE") or 30)
 
+    drained = threading.Event()
+
+    def finish() -> None:
+        runtime.drain(grace)
+        drained.set()
+        os.kill(os.getpid(), signal.SIGINT)  # the main thread leaves waitress's loop itself (no cross-thread close)
+
     def stop(signum: int, _frame: object) -> None:
+        if drained.is_set():
+            raise KeyboardInterrupt  # waitress's run() returns on it
         if runtime.bot.draining.is_set():
             return
         log.info("signal %s: draining (grace %ss)", signum, grace)
-        threading.Thread(target=lambda: (runtime.drain(grace), _close(server)), name="drain", daemon=True).start()
+        threading.Thread(target=finish, name="drain", daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -203,14 +212,6 @@ def serve_metrics(metrics: Metrics, address: str) -> str:
         log.error("metrics not served on %s: %s", address, exc)
         return f"nowhere ({address}: {exc})"
     return address
-
-
-def _close(server) -> None:
-    """End waitress's loop from another thread: its run() returns once the socket map is empty."""
-    from waitress import wasyncore
-
-    server.task_dispatcher.shutdown()
-    wasyncore.close_all(getattr(server, "map", None) or server._map)
 
 
 def build_console(service: DeployService, out, interval: float = 0.3):
