@@ -106,13 +106,11 @@ def _answering() -> Iterator[None]:
 
 def _outcome(dep) -> None:
     if dep.state != "succeeded":
-        if dep.error:
-            typer.echo(f"error: {dep.error}", err=True)
+        typer.echo(f"error: {dep.error or dep.state}", err=True)
         raise typer.Exit(1)
 
 
-def _print(what, as_json: bool) -> None:
-    """One JSON document, or the lines of text."""
+def _print(what, as_json: bool) -> None:  # one JSON document, or the lines of text
     import json
 
     text = json.dumps(what, indent=2, ensure_ascii=False) if as_json else "\n".join(what)
@@ -125,7 +123,9 @@ def deploy(env: EnvArg,
            version: Annotated[str, typer.Argument(help="the version to ship, e.g. v1.2.0", metavar="VERSION")],
            config: ConfigOpt = None,
            yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
-           dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan; nothing runs")] = False) -> None:
+           dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan; nothing runs")] = False,
+           override_alarms: Annotated[str, typer.Option(help="start although a CloudWatch alarm of ENV is in ALARM; "
+                                                        "the REASON is audited", metavar="REASON")] = "") -> None:
     """Deploy VERSION to ENV: preflight, backup, upload, migrate, switch, restart, health, verify, cleanup."""
     from bot.console_progress import following
     from bot.process import interruptible
@@ -139,7 +139,7 @@ def deploy(env: EnvArg,
         if not yes:
             typer.confirm(f"Deploy {version} to {env}?", abort=True)
         with following(service.events, sys.stdout), interruptible(service.runs.stopping):
-            dep = service.deploy(env, version, ACTOR)
+            dep = service.deploy(env, version, ACTOR, override_alarms)
     _outcome(dep)
 
 

@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from bot.aws.config import Alarms, AWSSettings, EC2Hosts, SecretsSource, check_s3_location, is_s3
 from bot.host import NAME as _NAME
 from bot.host import Host, SSHOptions, Strict
 
@@ -88,7 +89,8 @@ class HealthCheck(Strict):
 class Environment(Strict):
     name: str = ""
     hosts: list[Annotated[Host, BeforeValidator(lambda h: Host.parse(h) if isinstance(h, str | dict) else h)]] = \
-        Field(min_length=1)
+        Field(default_factory=list)
+    ec2: EC2Hosts | None = Field(default=None, alias="hosts.ec2")  # `hosts: {ec2: ...}`: found when planned
     ssh: SSHOptions = SSHOptions()
     path: str  # base path on each host; may use {name} and host vars
     strategy: Strategy = Strategy()
@@ -104,6 +106,18 @@ class Environment(Strict):
     keep_releases: int = Field(default=5, ge=2, le=100)
     min_free_mb: int = Field(default=100, ge=0)
     production: bool = False
+    alarms: Alarms | None = None  # CloudWatch alarms gating the start and the verification window
+    secrets_manager: SecretsSource | None = None  # shared/.env values written from a secret during preflight
+
+    @model_validator(mode="before")
+    @classmethod
+    def _discovered_hosts(cls, data: object) -> object:
+        if isinstance(data, dict) and isinstance(data.get("hosts"), dict):
+            found = dict(data["hosts"])
+            if set(found) != {"ec2"}:
+                raise ValueError("hosts must be a list, or {ec2: {tags: {...}}} to use the tagged EC2 instances")
+            data = {**data, "hosts": [], "hosts.ec2": found["ec2"]}
+        return data
 
     @field_validator("path")
     @classmethod
@@ -126,6 +140,8 @@ class Environment(Strict):
 
     @model_validator(mode="after")
     def _unique_hosts(self) -> Environment:
+        if not self.hosts and self.ec2 is None:
+            raise ValueError("hosts: list at least one host, or {ec2: {tags: {...}}}")
         names = [h.name for h in self.hosts]
         if len(set(names)) != len(names):
             raise ValueError("host names must be unique within an environment")
@@ -146,7 +162,7 @@ class Environment(Strict):
 
 class App(Strict):
     name: str
-    artifact: str  # local path or http(s) URL template with {version}
+    artifact: str  # local path, http(s) URL or s3://bucket/key template with {version}
     # sftp: the bot sends the artifact to each host; fetch: each host downloads the artifact URL itself, so the
     # bot is not the pipe (20 hosts x 100 MB through one SSH client is CPU-bound); sha256 is checked on the host.
     upload: Literal["sftp", "fetch"] = "sftp"
@@ -163,6 +179,8 @@ class App(Strict):
     def _artifact(cls, v: str) -> str:
         if "{version}" not in v:
             raise ValueError("artifact must contain {version}")
+        if is_s3(v):
+            check_s3_location(v)
         if is_url(v) and "@" in urlsplit(v).netloc:
             raise ValueError("credentials in the artifact URL are not supported: they would show in every host's "
                              "process list and in error messages; use a signed URL")
@@ -172,9 +190,9 @@ class App(Strict):
     @classmethod
     def _upload(cls, v: str, info: ValidationInfo) -> str:
         artifact = info.data.get("artifact")
-        if v == "fetch" and artifact is not None and not is_url(artifact):
-            raise ValueError("fetch needs an http(s) artifact URL the hosts can download; a local path is sent "
-                             "with sftp")
+        if v == "fetch" and artifact is not None and not (is_url(artifact) or is_s3(artifact)):
+            raise ValueError("fetch needs an http(s) artifact URL (or s3://) the hosts can download; a local path "
+                             "is sent with sftp")
         return v
 
 
@@ -183,6 +201,7 @@ class Config(Strict):
     version_pattern: str = DEFAULT_VERSION_PATTERN
     environments: dict[str, Environment] = Field(min_length=1)
     secrets: list[str] = Field(default_factory=list)  # names of env vars whose values are redacted everywhere
+    aws: AWSSettings = AWSSettings()  # region, endpoint, presigned URL lifetime; credentials: boto3's chain
 
     @field_validator("version_pattern")
     @classmethod

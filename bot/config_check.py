@@ -6,7 +6,8 @@ import string
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.config import Config, is_url
+from bot.aws.config import EC2_VARS, is_s3
+from bot.config import Config, Environment, is_url
 
 
 def _placeholders(template: str) -> set[str]:
@@ -16,12 +17,18 @@ def _placeholders(template: str) -> set[str]:
 def problems(cfg: Config) -> list[str]:
     found: list[str] = []
     artifact = cfg.app.artifact
-    if not is_url(artifact):
+    if not is_url(artifact) and not is_s3(artifact):
         folder = Path(artifact.split("{version}")[0]).parent if "/" in artifact else Path(".")
         if not folder.is_dir():
             found.append(f"app.artifact: folder {folder} does not exist")
     for name, env in cfg.environments.items():
         at = f"environments.{name}"
+        if env.ec2 is not None:  # hosts found when planned: check the templates against what every one will have
+            known = {"host", "name", *EC2_VARS}
+            for field, template in (("path", env.path), ("health.url", env.health.url)):
+                if _placeholders(template) - known:
+                    found.append(f"{at}.{field}: {{{', '.join(sorted(_placeholders(template) - known))}}} is not "
+                                 f"defined for EC2 hosts (they have {', '.join(sorted(known))})")
         for i, host in enumerate(env.hosts):
             known = set(host.template_vars())
             for field, template in (("path", env.path), ("health.url", env.health.url)):
@@ -29,7 +36,7 @@ def problems(cfg: Config) -> list[str]:
                 if missing:
                     found.append(f"{at}.{field}: {{{', '.join(sorted(missing))}}} is not defined for hosts[{i}] "
                                  f"({host.name})")
-        remote = [h for h in env.hosts if not h.is_local]
+        remote = [h for h in env.hosts if not h.is_local] or env.ec2
         if remote and env.ssh.key_file and not Path(env.ssh.key_file).is_file():
             found.append(f"{at}.ssh.key_file: {env.ssh.key_file} does not exist")
         if remote and not env.ssh.accept_unknown_hosts:
@@ -48,7 +55,24 @@ def problems(cfg: Config) -> list[str]:
         paths = {env.host_path(h) for h in env.hosts if not _placeholders(env.path) - set(h.template_vars())}
         if len(env.hosts) > 1 and all(h.is_local for h in env.hosts) and len(paths) < len(env.hosts):
             found.append(f"{at}.path: local hosts share one path; put {{name}} in it")
+    found += _region(cfg)
     return found
+
+
+def _region(cfg: Config) -> list[str]:
+    """EC2, CloudWatch and Secrets Manager need a region (S3 can do without); boto3 finds it without calling AWS."""
+    if not any(e.ec2 or e.alarms or e.secrets_manager for e in cfg.environments.values()) or cfg.aws.region:
+        return []
+    import boto3
+
+    if boto3.session.Session().region_name:
+        return []
+    return ["aws.region: no AWS region is set (aws.region in deploy.yml, AWS_REGION or AWS_DEFAULT_REGION, or the "
+            "profile's region); EC2, CloudWatch and Secrets Manager need one"]
+
+
+def _hosts(env: Environment) -> str:
+    return f"EC2 instances tagged {env.ec2.describe()}" if env.ec2 else f"{len(env.hosts)} hosts"
 
 
 def report(cfg: Config, echo: Callable[..., None]) -> int:
@@ -57,6 +81,6 @@ def report(cfg: Config, echo: Callable[..., None]) -> int:
     for problem in found:
         echo(f"config error: {problem}", err=True)
     if not found:
-        envs = ", ".join(f"{n} ({len(e.hosts)} hosts)" for n, e in cfg.environments.items())
+        envs = ", ".join(f"{n} ({_hosts(e)})" for n, e in cfg.environments.items())
         echo(f"ok: {cfg.app.name}: {envs}")
     return len(found)

@@ -25,9 +25,12 @@ def _env_prelude(path: str, release: str, version: str) -> str:
 
 
 def preflight(env: Environment, path: str, *, expect_current: bool, need_release: str | None = None,
-              fetch_url: str | None = None) -> Command:
+              fetch_url: str | None = None, ranged: bool = False, env_from_bot: tuple[str, ...] = ()) -> Command:
     """Read-only checks: disk, required env var names (never values), the current release, a release to return to,
-    and, when the host will download the artifact, that it can (a HEAD request, so nothing is downloaded twice)."""
+    and, when the host will download the artifact, that it can: a HEAD request, so nothing is downloaded twice, or
+    (`ranged`, for a presigned URL, which answers GET only) a GET of its first byte. Names in `env_from_bot` are
+    about to be written into shared/.env (from a secret), so they are not looked for; a private folder is made to
+    receive them."""
     env_file = f"{path}/shared/.env"
     lines = [
         f"P={q(path)}",
@@ -36,8 +39,9 @@ def preflight(env: Environment, path: str, *, expect_current: bool, need_release
         f'if [ "$free" -lt {env.min_free_mb * 1024} ]; then '
         f'echo "only $((free / 1024)) MB free at $d, need {env.min_free_mb} MB" >&2; exit 3; fi',
     ]
-    if env.required_env:
-        names = " ".join(q(n) for n in env.required_env)
+    looked_for = [n for n in env.required_env if n not in env_from_bot]
+    if looked_for:
+        names = " ".join(q(n) for n in looked_for)
         lines += [
             'missing=""',
             f"for v in {names}; do grep -Eq \"^(export +)?$v=\" {q(env_file)} 2>/dev/null"
@@ -54,11 +58,40 @@ def preflight(env: Environment, path: str, *, expect_current: bool, need_release
         rel = f"{path}/releases/{need_release}"
         lines.append(f'if [ ! -d {q(rel)} ]; then echo "release {need_release} is not on this host" >&2; exit 7; fi')
     if fetch_url:
-        lines.append(_http(fetch_url, curl="-I --connect-timeout 5 --max-time 15 -o /dev/null",
-                           wget="--spider -T 15 -t 1")
+        probe = ({"curl": "-r 0-0 --connect-timeout 5 --max-time 15 -o /dev/null",
+                  "wget": "--header='Range: bytes=0-0' -T 15 -t 1 -O /dev/null"} if ranged else
+                 {"curl": "-I --connect-timeout 5 --max-time 15 -o /dev/null", "wget": "--spider -T 15 -t 1"})
+        lines.append(_http(fetch_url, **probe)
                      + ' || { echo "this host cannot download the artifact (app.upload: fetch)" >&2; exit 9; }')
+    if env_from_bot:
+        lines.append(f"(umask 077 && mkdir -p {q(incoming_dir(path))} && chmod 700 {q(incoming_dir(path))}) || exit 9")
     lines.append(f'echo "{CURRENT_MARK}${{cur##*/}}"')
     return Command(Stage.PREFLIGHT, "\n".join(lines), need_release, timeout=env.ssh.connect_timeout + 30)
+
+
+def merge_env(path: str, incoming: str, keys: tuple[str, ...]) -> Command:
+    """Merge the KEY=value lines just sent to `incoming` into shared/.env: those keys replaced, every other line
+    kept, the file left mode 0600 and replaced in one rename. The values travel in the file, never in this command;
+    it prints only the key names and the current release (this is preflight's last step)."""
+    env_file = f"{path}/shared/.env"
+    return Command(Stage.PREFLIGHT, "\n".join([
+        "set -e",
+        "umask 077",
+        f"f={q(incoming)}",
+        f"E={q(env_file)}",
+        """trap 'rm -f "$f" "$E.tmp"' EXIT""",
+        f"mkdir -p {q(path + '/shared')}",
+        'touch "$E"',
+        # keep the lines whose key is not in the new file (with or without `export `), then add the new ones
+        """awk 'NR == FNR { if (match($0, /^[A-Za-z_][A-Za-z0-9_]*=/)) new[substr($0, 1, RLENGTH - 1)] = 1; next }"""
+        """ { l = $0; sub(/^export +/, "", l); if (match(l, /^[A-Za-z_][A-Za-z0-9_]*=/) && """
+        "(substr(l, 1, RLENGTH - 1) in new)) next; print }' \"$f\" \"$E\" > \"$E.tmp\"",
+        'cat "$f" >> "$E.tmp"',
+        'chmod 600 "$E.tmp"',
+        'mv -f "$E.tmp" "$E"',
+        f'echo "wrote {" ".join(keys)} into {env_file} (mode 0600)"',
+        f'cur=$(readlink {q(path + "/current")} 2>/dev/null || true); echo "{CURRENT_MARK}${{cur##*/}}"',
+    ]))
 
 
 def parse_current(stdout: str) -> str | None:

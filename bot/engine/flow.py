@@ -95,11 +95,18 @@ def commands_for(stage: Stage, plan: Plan, host: Host, *, current: str | None, v
     version = version or plan.version
     url = env.health_url(host)
     if stage is Stage.PREFLIGHT:
-        artifact = plan.artifact
-        fetch_url = artifact.source if artifact and artifact.fetched_by_hosts else None
-        return [commands.preflight(env, path, expect_current=plan.expect_current,
+        artifact, shared = plan.artifact, plan.shared_env
+        fetching = bool(artifact and artifact.fetched_by_hosts)
+        check = commands.preflight(env, path, expect_current=plan.expect_current,
                                    need_release=plan.version if plan.kind is Kind.ROLLBACK else None,
-                                   fetch_url=fetch_url)]
+                                   fetch_url=artifact.download_url() if fetching else None,
+                                   ranged=fetching and artifact.signed, env_from_bot=shared.keys if shared else ())
+        if shared is None:
+            return [check]
+        # values from a secret: sent as a file over SFTP, merged into shared/.env; never on a command line
+        remote = f"{commands.incoming_dir(path)}/env.d{plan.deployment_id}"
+        return [check, Command("put", f"sftp put <{shared.describe()}> {remote}", files=(shared.path, remote)),
+                commands.merge_env(path, remote, shared.keys)]
     if stage is Stage.BACKUP:
         return [commands.backup(path, stamp, current, env.backup)]
     if stage is Stage.UPLOAD:
@@ -107,7 +114,7 @@ def commands_for(stage: Stage, plan: Plan, host: Host, *, current: str | None, v
         assert artifact is not None, "a deploy plan has an artifact"
         remote = f"{commands.incoming_dir(path)}/{artifact.name}.d{plan.deployment_id}"
         if artifact.fetched_by_hosts:
-            return [commands.unpack(path, remote, artifact.sha256, version, download_from=artifact.source)]
+            return [commands.unpack(path, remote, artifact.sha256, version, download_from=artifact.download_url())]
         assert artifact.local is not None
         return [commands.prepare_upload(path), put_command(artifact.local, remote),
                 commands.unpack(path, remote, artifact.sha256, version)]

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bot.config import Environment, Host
 from bot.domain import Kind, Stage
 from bot.engine import flow
 from bot.engine.artifact import Artifact
+
+if TYPE_CHECKING:
+    from bot.aws.secrets import SharedEnv
 
 
 @dataclass(frozen=True)
@@ -20,7 +24,8 @@ class Plan:
     artifact: Artifact | None = None
     restore_db_from: str | None = None  # rollback: restore the DB backup taken while this version ran
     expect_current: bool = False  # a good deploy happened before: a host without `current` means a wrong path
-    hosts: tuple[Host, ...] = field(default=())
+    hosts: tuple[Host, ...] = field(default=())  # empty: the environment's listed hosts
+    shared_env: SharedEnv | None = None  # values for shared/.env (from a secret), written during preflight
 
     def __post_init__(self) -> None:
         if not self.hosts:

@@ -50,14 +50,15 @@ class DeployService:
         ctx = Context(config, store, pool, self.events, Lifecycle(store, self.events), self.leases)
         self.environments = Environments(ctx)
         self.locks = Locks(ctx)
-        self.runs = Runs(ctx, self.environments, plan_deploy=lambda *a, **kw: self.requests.plan(*a, **kw))
+        self.runs = Runs(ctx, plan_deploy=lambda *a, **kw: self.requests.plan(*a, **kw))
         self.requests = Requests(ctx, self.locks, self.environments, self.runs)
         self.approvals = Approvals(ctx, self.locks, self.requests, self.runs)
         self.recovery = Recovery(ctx, self.environments, plan_for=self.runs.plan_for)
 
-    def deploy(self, env_name: str, version: str, actor: str) -> DeploymentRecord:
+    def deploy(self, env_name: str, version: str, actor: str, override_alarms: str = "") -> DeploymentRecord:
         """The operator path (CLI, scripts): recorded as asked by `actor`, the approval step skipped, run here."""
-        dep = self.requests.deploy(env_name, version, actor, skip_approval=True, meta={"via": "cli"})
+        dep = self.requests.deploy(env_name, version, actor, skip_approval=True, meta={"via": "cli"},
+                                   override_alarms=override_alarms)
         return self.runs.run(dep.id)
 
     def rollback(self, env_name: str, actor: str, version: str | None = None, *, reason: str = "",

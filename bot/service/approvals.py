@@ -121,7 +121,7 @@ class Approvals(UseCases):
     def _recheck(self, dep: DeploymentRecord, actor: str) -> None:
         """At approval, what was shown must still hold: same hosts, artifact present, no lock."""
         env = self.config.environments[dep.environment]
-        if dep.meta.get("hosts") != [h.name for h in env.hosts]:
+        if dep.meta.get("hosts") != [h.name for h in self.hosts(env)]:
             self.refuse(actor, AuditAction.APPROVAL_REFUSED, dep.environment, dep.version,
                         "the hosts changed since this request was shown; ask for a new deploy", dep.id)
         self.requests.check_artifact(dep.environment, dep.version, actor, dep.id)

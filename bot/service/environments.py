@@ -65,7 +65,7 @@ class Environments(UseCases):
             return HostStatus(host.name, host.address, commands.parse_current(res.stdout) if res.ok else None,
                               answer.version, "" if res.ok else redact(res.describe()))
 
-        return on_hosts(env.hosts, read, env.ssh.parallel)
+        return on_hosts(self.hosts(env), read, env.ssh.parallel)
 
     def status(self, env_name: str | None = None) -> list[EnvironmentStatus]:
         names = [env_name] if env_name else list(self.config.environments)

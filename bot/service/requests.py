@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from bot.domain import AuditAction, DeploymentRecord, Kind, Stage, State
 from bot.engine.plan import Plan
 from bot.redact import redact
-from bot.service.base import UseCases
+from bot.service.base import Refused, UseCases
 
 
 @dataclass(frozen=True)
@@ -30,13 +30,14 @@ class Requests(UseCases):
 
         env = self.environment(env_name, actor)
         version = self.check_version(env_name, version, actor)
+        hosts, shared_env = self.hosts(env), self.shared_env(env)
         try:
             artifact = resolve_artifact(self.config, version)
         except ArtifactMissing as exc:
             self.refuse(actor, AuditAction.REFUSED, env_name, version, str(exc))
         expect_current = self.store.last_succeeded(env_name, before_id=deployment_id or None) is not None
         return Plan(deployment_id, self.config.app.name, env, version, Kind.DEPLOY, artifact,
-                    expect_current=expect_current)
+                    expect_current=expect_current, hosts=tuple(hosts), shared_env=shared_env)
 
     def describe_plan(self, env_name: str, version: str, actor: str = "system") -> list[str]:
         """The dry run: hosts, phases and the exact commands, redacted (a configured command may hold a secret)."""
@@ -44,21 +45,35 @@ class Requests(UseCases):
 
         plan = self.plan(env_name, version, actor)
         release_artifact(plan.artifact)
+        if plan.shared_env:
+            plan.shared_env.close()
         return [redact(line) for line in plan.describe()]
 
     def deploy(self, env_name: str, version: str, actor: str, *, meta: dict | None = None,
-               skip_approval: bool = False) -> DeploymentRecord:
-        """Check everything a deploy needs, then record it: pending approval, or approved (lock taken)."""
+               skip_approval: bool = False, override_alarms: str = "") -> DeploymentRecord:
+        """Check everything a deploy needs, then record it: pending approval, or approved (lock taken). An alarm in
+        ALARM refuses it, unless `override_alarms` gives a reason (audited with the alarms it overrode)."""
         env = self.environment(env_name, actor)
         version = self.check_version(env_name, version, actor)
         if not env.may_deploy(actor) and not skip_approval:
             self.refuse(actor, AuditAction.REFUSED, env_name, version, f"you are not allowed to deploy to {env_name}")
         self.check_artifact(env_name, version, actor)
         self.locks.refuse_if_locked(env_name, version, actor)
+        gate = self.alarm_gate(env, override_alarms)
+        if gate and gate.refused:
+            self.refuse(actor, AuditAction.REFUSED, env_name, version, gate.refusal, detail=gate.detail)
+        hosts = self._host_names(env, version, actor)
         needs_approval = env.approval.enabled and not skip_approval
-        return self._record(Kind.DEPLOY, env_name, version, actor, needs_approval, meta,
-                            previous_version=self.environments.recorded_version(env_name),
-                            detail={"hosts": [h.name for h in env.hosts], "approval_needed": needs_approval})
+        override = {"override_alarms": redact(override_alarms.strip())} if override_alarms.strip() else {}
+        return self._record(Kind.DEPLOY, env_name, version, actor, needs_approval, {**(meta or {}), **override},
+                            hosts, previous_version=self.environments.recorded_version(env_name),
+                            detail={"hosts": hosts, "approval_needed": needs_approval, **(gate.detail if gate else {})})
+
+    def _host_names(self, env, version: str, actor: str) -> list[str]:
+        try:
+            return [h.name for h in self.hosts(env)]
+        except Refused as exc:
+            self.refuse(actor, AuditAction.REFUSED, env.name, version, str(exc))
 
     def rollback(self, env_name: str, actor: str, version: str | None = None, *, reason: str = "",
                  restore_db: bool = False, meta: dict | None = None, skip_approval: bool = False) -> DeploymentRecord:
@@ -78,6 +93,7 @@ class Requests(UseCases):
         self.locks.refuse_if_locked(env_name, target, actor)
         needs_approval = env.approval.enabled and env.approval.required_for_rollback and not skip_approval
         return self._record(Kind.ROLLBACK, env_name, target, actor, needs_approval, meta,
+                            self._host_names(env, target, actor),
                             previous_version=options.current, reason=redact(reason), restore_db=restore_db,
                             detail={"reason": redact(reason), "restore_db": restore_db, "from": options.current,
                                     "migrations_since": options.migrations_since})
@@ -119,12 +135,11 @@ class Requests(UseCases):
             self.refuse(actor, AuditAction.REFUSED, env_name, version, str(exc), deployment_id)
 
     def _record(self, kind: Kind, env_name: str, version: str, actor: str, needs_approval: bool,
-                meta: dict | None, detail: dict, **fields) -> DeploymentRecord:
-        env = self.config.environments[env_name]
+                meta: dict | None, hosts: list[str], detail: dict, **fields) -> DeploymentRecord:
         dep = self.store.create_deployment(
             app=self.config.app.name, environment=env_name, version=version, kind=kind, requested_by=actor,
             state=State.PENDING_APPROVAL if needs_approval else State.APPROVED,
-            meta={**(meta or {}), "hosts": [h.name for h in env.hosts]}, **fields)
+            meta={**(meta or {}), "hosts": hosts}, **fields)
         action = AuditAction.ROLLBACK_REQUESTED if kind is Kind.ROLLBACK else AuditAction.DEPLOY_REQUESTED
         self.store.audit(actor=actor, action=action, environment=env_name, version=version, outcome=dep.state.value,
                          deployment_id=dep.id, detail=detail)

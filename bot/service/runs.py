@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 
 from bot.domain import DeploymentRecord, Kind, State
-from bot.engine.events import Event, RollbackStarted
+from bot.engine.events import Event, RollbackStarted, StageFinished, StageStarted
 from bot.engine.plan import Plan
 from bot.executors import Busy
 from bot.redact import redact
@@ -18,8 +18,6 @@ from bot.service.lifecycle import BOT, Transition
 
 log = logging.getLogger(__name__)
 Launcher = Callable[[Callable[[], None]], object]  # e.g. an executor's submit; raises Busy when full
-
-
 RESTARTING = "deploybot is restarting; ask again in a minute"
 ENDING = {State.SUCCEEDED: Transition.SUCCEED, State.FAILED: Transition.FAIL, State.CANCELLED: Transition.STOP}
 
@@ -29,9 +27,8 @@ def inline(job: Callable[[], None]) -> None:
 
 
 class Runs(UseCases):
-    def __init__(self, ctx, environments, plan_deploy: Callable[..., Plan]):
+    def __init__(self, ctx, plan_deploy: Callable[..., Plan]):
         super().__init__(ctx)
-        self.environments = environments
         self.plan_deploy = plan_deploy
         self.launch: Launcher = inline
         self.stopping = threading.Event()  # shutting down: every run stops at its next stage boundary
@@ -65,15 +62,23 @@ class Runs(UseCases):
         if self.stopping.is_set():  # shutting down: a deployment that has not started does not start now
             self.lifecycle.fire(dep, Transition.CANCEL, BOT, error=RESTARTING, detail={"reason": RESTARTING})
             raise Refused(RESTARTING)
-        running = self.lifecycle.fire(dep, Transition.START, dep.requested_by)
+        # the alarms are read again as the run starts: one may have fired since the request
+        gate = self.alarm_gate(self.config.environments[dep.environment], dep.meta.get("override_alarms", "")) \
+            if dep.kind is Kind.DEPLOY and dep.environment in self.config.environments else None
+        if gate and gate.refused:
+            self.lifecycle.fire(dep, Transition.CANCEL, BOT, error=gate.refusal,
+                                detail={"reason": gate.refusal, **gate.detail})
+            raise Refused(gate.refusal)
+        running = self.lifecycle.fire(dep, Transition.START, dep.requested_by, detail=gate.detail if gate else None)
         if running is None:
             raise Refused(f"deployment #{dep.id} is {self.deployment(dep.id).state.words}, not approved")
         self.store.update_meta(dep.id, owner=self.leases.owner)
         self._running.add(dep.id)
         outcome, plan = Outcome(State.FAILED, error="internal error"), None
+        fleet, watch, unwatch = self._gated(dep, gate)
         try:
             plan = self.plan_for(running)
-            outcome = Pipeline(plan, self.ctx.pool, self.events, cancel_requested=self._abort_flag(dep.id)).run()
+            outcome = Pipeline(plan, fleet, self.events, cancel_requested=self._abort_flag(dep.id)).run()
         except Refused as exc:
             outcome = Outcome(State.FAILED, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - record, never lose the deployment
@@ -81,10 +86,29 @@ class Runs(UseCases):
             raise
         finally:
             self._running.discard(dep.id)
-            self._finish(running, outcome)
+            unwatch()
+            self._finish(running, outcome, {"alarm": watch.tripped.detail()} if watch and watch.tripped else {})
             self.leases.released(dep.id)
             release_artifact(plan.artifact if plan else None)
+            if plan and plan.shared_env:
+                plan.shared_env.close()
         return self.deployment(dep.id)
+
+    def _gated(self, dep: DeploymentRecord, gate) -> tuple:
+        """With alarms and a verification window: the fleet the pipeline probes through, which answers with an
+        alarm gone to ALARM while the verify stage runs (so verify fails and reverts); its watch; unsubscribe."""
+        env = self.config.environments.get(dep.environment)
+        if gate is None or env is None or not env.verify_seconds:
+            return self.ctx.pool, None, lambda: None
+        from bot.aws.alarms import AlarmGatedFleet
+
+        watch = gate.watch()
+
+        def arm(event: Event) -> None:  # the verify stage as a whole starts and ends (revert's probes come after)
+            if isinstance(event, StageStarted | StageFinished) and event.deployment_id == dep.id \
+                    and event.stage == "verify" and event.host is None:
+                (watch.arm if isinstance(event, StageStarted) else watch.disarm)()
+        return AlarmGatedFleet(self.ctx.pool, watch), watch, self.events.subscribe(arm)
 
     def _on_event(self, event: Event) -> None:
         """The engine reports an automatic rollback once, as an event; the lifecycle records it."""
@@ -94,11 +118,13 @@ class Runs(UseCases):
 
     def plan_for(self, dep: DeploymentRecord) -> Plan:
         if dep.kind is Kind.ROLLBACK:
-            return Plan(dep.id, self.config.app.name, self.config.environments[dep.environment], dep.version,
-                        Kind.ROLLBACK, restore_db_from=dep.version if dep.restore_db else None)
+            env = self.config.environments[dep.environment]
+            return Plan(dep.id, self.config.app.name, env, dep.version, Kind.ROLLBACK,
+                        restore_db_from=dep.version if dep.restore_db else None, hosts=tuple(self.hosts(env)),
+                        shared_env=self.shared_env(env))
         return self.plan_deploy(dep.environment, dep.version, dep.requested_by, deployment_id=dep.id)
 
-    def _finish(self, dep: DeploymentRecord, outcome) -> None:
+    def _finish(self, dep: DeploymentRecord, outcome, extra: dict | None = None) -> None:
         fields = {"error": outcome.error, "failed_stage": outcome.failed_stage, "failed_host": outcome.failed_host}
         if outcome.previous_version and dep.kind is Kind.DEPLOY:
             fields["previous_version"] = outcome.previous_version
@@ -111,7 +137,7 @@ class Runs(UseCases):
         self.lifecycle.fire(current, transition, dep.requested_by, seconds=outcome.seconds,
                             detail={"seconds": round(outcome.seconds, 3), "failed_stage": outcome.failed_stage,
                                     "failed_host": outcome.failed_host, "error": redact(outcome.error)[:2000],
-                                    "reverted_hosts": outcome.reverted_hosts}, **fields)
+                                    "reverted_hosts": outcome.reverted_hosts, **(extra or {})}, **fields)
 
     def _abort_flag(self, deployment_id: int, every: float = 0.5) -> Callable[[], bool]:
         """Whether the run must stop at the next boundary: this process is shutting down, another one took the
