@@ -21,6 +21,7 @@ from pydantic import (
 from bot.aws.config import Alarms, AWSSettings, EC2Hosts, SecretsSource, check_s3_location, is_s3
 from bot.host import NAME as _NAME
 from bot.host import Host, SSHOptions, Strict
+from bot.traffic.config import TrafficConfig
 
 __all__ = ["Host", "SSHOptions"]  # part of the config, kept in bot/host.py
 
@@ -94,6 +95,7 @@ class Environment(Strict):
     ssh: SSHOptions = SSHOptions()
     path: str  # base path on each host; may use {name} and host vars
     strategy: Strategy = Strategy()
+    traffic: TrafficConfig | None = None  # a balancer in front of the hosts: rolling batches are drained first
     deployers: list[str] = Field(default_factory=lambda: ["*"])  # Slack user IDs, or "*"
     approval: ApprovalPolicy = ApprovalPolicy()
     required_env: list[str] = Field(default_factory=list)

@@ -44,6 +44,9 @@ def problems(cfg: Config) -> list[str]:
             if not Path(known_hosts).is_file():
                 found.append(f"{at}.ssh.known_hosts: {known_hosts} does not exist (host keys are verified; "
                              "set ssh.accept_unknown_hosts: true to opt out)")
+        if env.traffic and (env.strategy.kind != "rolling" or env.strategy.batch_size >= len(env.hosts)):
+            found.append(f"{at}.traffic: draining needs strategy rolling with batches smaller than the "
+                         f"{len(env.hosts)} hosts, so some always stay in service")
         if env.strategy.kind == "rolling" and env.strategy.batch_size >= len(env.hosts) > 1:
             found.append(f"{at}.strategy.batch_size: {env.strategy.batch_size} covers every host; use in-place "
                          "or a smaller batch")

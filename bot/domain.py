@@ -64,9 +64,11 @@ class Stage(StrEnum):
     UPLOAD = "upload"
     MIGRATE = "migrate"
     RESTORE_DB = "restore_db"
+    DRAIN = "drain"  # the balancer stops sending new requests to the host; those in flight finish
     SWITCH = "switch"
     RESTART = "restart"
     HEALTH = "health"
+    RESTORE = "restore"  # the balancer sends requests to the host again
     VERIFY = "verify"
     CLEANUP = "cleanup"
     REVERT = "revert"  # auto-rollback of the hosts that switched: publishing with each host's previous release

@@ -99,3 +99,30 @@ class MemoryFleet:
 
     def close(self) -> None:
         pass
+
+
+class MemoryBalancer:
+    """A balancer for the unit tests: which hosts are in service, and every call in order. `refuse` names a host
+    whose drain the balancer refuses (as one that cannot be reached would)."""
+
+    def __init__(self, refuse: str | None = None):
+        self.out: set[str] = set()
+        self.calls: list[tuple[str, str]] = []
+        self.refuse = refuse
+
+    def drain(self, hosts) -> None:
+        from bot.traffic.base import TrafficError
+
+        for h in hosts:
+            if h.name == self.refuse:
+                raise TrafficError(f"the balancer refused to drain {h.name}")
+            self.out.add(h.name)
+            self.calls.append(("drain", h.name))
+
+    def wait_drained(self, hosts, timeout: float) -> bool:
+        return True
+
+    def restore(self, hosts) -> None:
+        for h in hosts:
+            self.out.discard(h.name)
+            self.calls.append(("restore", h.name))

@@ -3,7 +3,7 @@
 Layers, lowest first; a module may import its own layer and the ones below, never one above:
     0 base        bot.domain, bot.config, bot.host, bot.config_check, bot.redact, bot.executors,
                   bot.sampleapp, bot.links (signed log links), bot.logs (JSON log lines),
-                  bot.aws.config (the AWS models of deploy.yml, which bot.config references)
+                  bot.aws.config, bot.traffic.config (the AWS and balancer models of deploy.yml, in bot.config)
     1 parts       bot.targets (SSH, local, HTTP probes), bot.store (the only SQL), bot.traffic (load balancers),
                   bot.aws (S3, EC2, CloudWatch, Secrets Manager; never the service or anything above it)
     2 engine      bot.engine (flow table, plan, pipeline, commands, events)
@@ -23,7 +23,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [
     ("bot.domain", "bot.config", "bot.host", "bot.config_check", "bot.redact", "bot.executors",
-     "bot.sampleapp", "bot.links", "bot.logs", "bot.aws.config"),
+     "bot.sampleapp", "bot.links", "bot.logs", "bot.aws.config",
+     "bot.traffic.config"),
     ("bot.targets", "bot.store", "bot.traffic", "bot.aws"),
     ("bot.engine",),
     ("bot.service", "bot.recorder"),

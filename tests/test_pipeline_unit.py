@@ -14,7 +14,7 @@ from bot.engine.artifact import Artifact
 from bot.engine.events import EventBus, RollbackStarted, StageFinished, StageStarted
 from bot.engine.pipeline import Pipeline
 from bot.engine.plan import Plan
-from tests.memory_fleet import MemoryFleet
+from tests.memory_fleet import MemoryBalancer, MemoryFleet
 
 HOSTS = [f"root@10.9.0.{i}" for i in range(1, 5)]
 
@@ -206,3 +206,52 @@ def test_a_failed_cleanup_does_not_fail_the_deploy():
     fleet["10.9.0.1"].fail("cleanup")
     outcome, _ = run(deploy_plan(env), fleet)
     assert outcome.state is State.SUCCEEDED
+
+
+# ---- rolling with drain: a balancer in front of the hosts ---------------------------------------------------------
+def balanced(strategy_batch: int = 1, **overrides):
+    return environment(strategy={"kind": "rolling", "batch_size": strategy_batch},
+                       traffic={"balancer": "haproxy", "socket": "/run/haproxy.sock", "backend": "shop", "port": 8000},
+                       **overrides)
+
+
+def run_balanced(plan: Plan, fleet: MemoryFleet, balancer: MemoryBalancer):
+    bus, seen = EventBus(), []
+    bus.subscribe(seen.append)
+    pipeline = Pipeline(plan, fleet, bus)
+    pipeline.traffic = balancer
+    return pipeline.run(), seen
+
+
+def test_each_batch_leaves_the_balancer_before_its_switch_and_returns_once_healthy():
+    env = balanced()
+    fleet, balancer = MemoryFleet(env.hosts, current="v1.0.0"), MemoryBalancer()
+    outcome, events = run_balanced(deploy_plan(env), fleet, balancer)
+    assert outcome.state is State.SUCCEEDED and balancer.out == set()
+    order = [(e.stage, e.host) for e in events if isinstance(e, StageFinished) and e.host]
+    for h in (f"10.9.0.{i}" for i in range(1, 5)):
+        mine = [stage for stage, host in order if host == h and stage in ("drain", "switch", "health", "restore")]
+        assert mine == ["drain", "switch", "health", "restore"], (h, mine)
+    drains = [n for op, n in balancer.calls if op == "drain"]
+    restores = [n for op, n in balancer.calls if op == "restore"]
+    assert drains == restores == [f"10.9.0.{i}" for i in range(1, 5)]  # one host out at a time, in batch order
+    assert "[drain]" in "\n".join(deploy_plan(env).describe())
+
+
+def test_a_failing_batch_is_reverted_then_put_back_and_later_batches_never_leave():
+    env = balanced()
+    fleet, balancer = MemoryFleet(env.hosts, current="v1.0.0"), MemoryBalancer()
+    fleet["10.9.0.2"].unhealthy.add("v2.0.0")
+    outcome, _ = run_balanced(deploy_plan(env), fleet, balancer)
+    assert outcome.state is State.ROLLED_BACK and outcome.reverted_hosts == ["10.9.0.1", "10.9.0.2"]
+    assert balancer.out == set() and {h.serving for h in fleet.hosts.values()} == {"v1.0.0"}
+    assert not any(n in ("10.9.0.3", "10.9.0.4") for _, n in balancer.calls)
+
+
+def test_a_host_the_balancer_cannot_drain_fails_before_any_switch_and_the_drained_return():
+    env = balanced(strategy_batch=2)
+    fleet, balancer = MemoryFleet(env.hosts, current="v1.0.0"), MemoryBalancer(refuse="10.9.0.2")
+    outcome, _ = run_balanced(deploy_plan(env), fleet, balancer)
+    assert outcome.state is State.FAILED and outcome.failed_stage == "drain" and "refused" in outcome.error
+    assert all("switch" not in h.ops() for h in fleet.hosts.values())
+    assert balancer.out == set()  # 10.9.0.1 had left: it is back in service

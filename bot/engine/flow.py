@@ -42,6 +42,7 @@ class Step:
     when: Callable[[Plan], bool] = _always  # is this step part of that plan?
     hosts: Callable[[Plan], list[Host]] = _all_hosts
     must_pass: bool = True  # a failure stops the deployment (cleanup's does not)
+    barrier: bool = False  # in a chained phase: every host of the batch finishes this step before any goes on
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ def _deploying(plan: Plan) -> bool:
     return plan.kind is Kind.DEPLOY
 
 
+def _balanced(plan: Plan) -> bool:
+    """A balancer fronts the hosts: each batch leaves it before switching and comes back once healthy."""
+    return plan.env.traffic is not None
+
+
 FLOW: tuple[PhaseRow, ...] = (
     PhaseRow(Phase.STARTING, (Step(Stage.PREFLIGHT), Step(Stage.BACKUP, when=_deploying))),
     PhaseRow(Phase.UPDATING, (
@@ -65,7 +71,9 @@ FLOW: tuple[PhaseRow, ...] = (
     ), kinds=(Kind.DEPLOY,)),
     PhaseRow(Phase.REVERTING, (Step(Stage.RESTORE_DB, when=lambda p: bool(p.restore_db_from), hosts=_first_host),),
              kinds=(Kind.ROLLBACK,)),
-    PhaseRow(Phase.PUBLISHING, (Step(Stage.SWITCH), Step(Stage.RESTART), Step(Stage.HEALTH)), per_batch=True),
+    PhaseRow(Phase.PUBLISHING, (Step(Stage.DRAIN, when=_balanced, barrier=True), Step(Stage.SWITCH),
+                                Step(Stage.RESTART), Step(Stage.HEALTH), Step(Stage.RESTORE, when=_balanced)),
+             per_batch=True),
     PhaseRow(Phase.VERIFYING, (Step(Stage.VERIFY, when=lambda p: _deploying(p) and p.env.verify_seconds > 0),)),
     PhaseRow(Phase.FINISHING, (Step(Stage.CLEANUP, when=_deploying, must_pass=False),)),
 )
@@ -132,6 +140,14 @@ def commands_for(stage: Stage, plan: Plan, host: Host, *, current: str | None, v
     if stage is Stage.VERIFY:
         return [Command(Stage.VERIFY, f"GET {url} every {env.health.interval:g}s for {env.verify_seconds:g}s, "
                                       f"each answering version {version}", version)]
+    if stage in (Stage.DRAIN, Stage.RESTORE):
+        t = env.traffic
+        assert t is not None, "drain and restore are steps only where a balancer is configured"
+        where = f"{t.balancer} backend {t.backend}" if t.balancer == "haproxy" else f"nginx {t.upstream_file}"
+        if stage is Stage.DRAIN:
+            return [Command(Stage.DRAIN, f"take {host.name} out of {where}, then wait up to {t.drain_timeout:g}s "
+                                         "for its requests in flight")]
+        return [Command(Stage.RESTORE, f"put {host.name} back into {where}")]
     if stage is Stage.CLEANUP:
         return [commands.cleanup(path, env.keep_releases, [plan.version, current or ""], env.backup)]
     raise ValueError(f"no commands for stage {stage}")

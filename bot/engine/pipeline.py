@@ -30,6 +30,7 @@ class HostState:
     host: Host
     previous: str | None = None  # what `current` pointed at before we started (read by preflight)
     switched: bool = False  # now serves the plan's version: a failure must bring it back
+    drained: bool = False  # out of the balancer: it must come back once it serves a known, healthy release
 
 
 @dataclass
@@ -78,6 +79,7 @@ class Pipeline:
         self.events = events
         self.cancel_requested = cancel_requested
         self.hosts = {h.name: HostState(h) for h in plan.hosts}
+        self.traffic = None  # the balancer, opened at the first drain
         self.stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + f"-d{plan.deployment_id}"
 
     def run(self) -> Outcome:
@@ -93,7 +95,8 @@ class Pipeline:
                     for batch_no, batch in enumerate(plan.batches()):
                         if batch_no:
                             self._checkpoint()
-                        self._stages([(s.stage, self._step(s.stage)) for s in row.steps], batch)
+                        for group in _groups(row.steps):
+                            self._stages([(s.stage, self._step(s.stage)) for s in group], batch)
                 else:
                     for step in row.steps:
                         self._stages([(step.stage, self._step(step.stage))], step.hosts(plan), step.must_pass)
@@ -140,8 +143,36 @@ class Pipeline:
                     seen = health.Probe(False, "aborted by request during the verification window")
             return Result(host.name, command, 0 if seen.ok else 1, seen.detail if seen.ok else "",
                           "" if seen.ok else seen.detail)
+        if command.op in (Stage.DRAIN, Stage.RESTORE):
+            return self._balance(host, command)
         target = self.pool.get(self.env, host)
         return target.put(*command.files) if command.files else target.run(command)
+
+    def _balance(self, host: Host, command: Command) -> Result:
+        """Take the host out of the balancer (and wait for its requests in flight), or put it back."""
+        from bot.traffic.base import Backend, TrafficError
+
+        cfg, state = self.env.traffic, self.hosts[host.name]
+        backend = [Backend(host.name, host.address, cfg.port)]
+        try:
+            if self.traffic is None:
+                from bot.traffic.opening import open_traffic
+
+                self.traffic = open_traffic(cfg, self.env, self.pool)
+            if command.op is Stage.RESTORE:
+                self.traffic.restore(backend)
+                state.drained = False
+                return Result(host.name, command, 0, "back in service")
+            if not state.previous:  # a first deploy here: nothing is served by this host yet
+                return Result(host.name, command, 0, "nothing served here yet: no drain needed")
+            self.traffic.drain(backend)
+            state.drained = True
+            if not self.traffic.wait_drained(backend, cfg.drain_timeout):
+                return Result(host.name, command, 1, stderr=f"still had requests in flight after "
+                                                            f"{cfg.drain_timeout:g}s (traffic.drain_timeout)")
+            return Result(host.name, command, 0, "drained")
+        except TrafficError as exc:
+            return Result(host.name, command, None, error=str(exc))
 
     def revert(self, previous: dict[str, str], reason: str) -> Outcome:
         """Take-over: the process running this deployment stopped; publish each listed host's previous release."""
@@ -154,6 +185,9 @@ class Pipeline:
         stage = exc.stage.value if isinstance(exc, StageFailed) else None
         host = exc.host if isinstance(exc, StageFailed) else None
         error = exc.error if isinstance(exc, StageFailed) else str(exc)
+        waiting = [s.host for s in self.hosts.values() if s.drained and not s.switched]
+        if waiting:  # out of the balancer but still on their previous release: back into service first
+            self._stages([(Stage.RESTORE, self._step(Stage.RESTORE))], waiting, must_pass=False)
         switched = [s for s in self.hosts.values() if s.switched]
         if self.plan.kind is Kind.ROLLBACK or not switched:
             return Outcome(State.CANCELLED if isinstance(exc, Cancelled) else State.FAILED, stage, host, error)
@@ -174,7 +208,7 @@ class Pipeline:
         command = Command(Stage.REVERT, f"publish {state.previous} again", state.previous)
         if not state.previous:
             return Result(host.name, command, None, error="no previous release on this host to return to")
-        for step in flow.PUBLISHING.steps:
+        for step in (s for s in flow.PUBLISHING.steps if s.when(self.plan)):
             res = self._step(step.stage, version=state.previous)(host)
             if not res.ok:
                 return res
@@ -245,3 +279,14 @@ class Pipeline:
                                        excerpt=redact.excerpt(output), output=redact(output),
                                        error="" if res.ok else redact(res.describe())))
         return res
+
+
+def _groups(steps: tuple[flow.Step, ...]) -> list[tuple[flow.Step, ...]]:
+    """A chained phase split after each barrier step: (drain) then (switch, restart, health, restore)."""
+    groups, current = [], []
+    for step in steps:
+        current.append(step)
+        if step.barrier:
+            groups.append(tuple(current))
+            current = []
+    return [*groups, tuple(current)] if current else groups

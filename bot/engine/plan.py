@@ -63,6 +63,7 @@ class Plan:
             for step in row.steps:
                 on = step.hosts(self)
                 where = "" if len(on) == len(self.hosts) else f"  (on {', '.join(h.name for h in on)})"
+                where += "  (every host of the batch, before any goes on)" if step.barrier else ""
                 lines.append(f"  [{step.stage.value}]{where}")
                 for command in flow.commands_for(step.stage, self, host, current=flow.UNKNOWN, stamp="<stamp>"):
                     lines += ["    " + line for line in command.shell.splitlines()]

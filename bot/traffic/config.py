@@ -8,14 +8,11 @@ each batch out of service before switching it (drain, switch, restart, health, r
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
 from bot.host import Host, Strict
-
-if TYPE_CHECKING:
-    from bot.traffic.base import Traffic
 
 
 class TrafficConfig(Strict):
@@ -38,25 +35,10 @@ class TrafficConfig(Strict):
             raise ValueError("haproxy needs `socket` (its admin socket) and `backend`")
         if self.balancer == "nginx" and not self.upstream_file:
             raise ValueError("nginx needs `upstream_file` (the file with the app's upstream block)")
+        if self.on != "local":
+            Host.parse(self.on)  # `user@host[:port]`, or a clear error here rather than at the first drain
         return self
 
     @property
     def balancer_host(self) -> Host:
         return Host.parse(self.on) if self.on != "local" else Host(name="balancer", address="local")
-
-
-def open_traffic(cfg: TrafficConfig, env, pool) -> Traffic:
-    """The balancer of `env`, reached from here or through the pool's target for `cfg.on` (warm SSH reused)."""
-    from bot.traffic.base import Backend
-
-    hosts = [Backend(h.name, h.address, cfg.port) for h in env.hosts]
-    target = pool.get(env, cfg.balancer_host)
-    if cfg.balancer == "haproxy":
-        from bot.traffic.haproxy import HAProxyTraffic, RemoteAdminSocket
-
-        where = cfg.socket if cfg.on == "local" else RemoteAdminSocket(target, cfg.socket)
-        return HAProxyTraffic(where, cfg.backend, hosts, drain_state=cfg.drain_state)
-    from bot.traffic.nginx import NginxTraffic
-
-    return NginxTraffic(target, cfg.upstream_file, pid_file=cfg.pid_file, access_log=cfg.access_log, hosts=hosts,
-                        test_command=cfg.test, reload_command=cfg.reload)
