@@ -105,10 +105,11 @@ class MemoryBalancer:
     """A balancer for the unit tests: which hosts are in service, and every call in order. `refuse` names a host
     whose drain the balancer refuses (as one that cannot be reached would)."""
 
-    def __init__(self, refuse: str | None = None):
+    def __init__(self, refuse: str | None = None, hosts: int = 4):
         self.out: set[str] = set()
         self.calls: list[tuple[str, str]] = []
-        self.refuse = refuse
+        self.refuse, self.total = refuse, hosts
+        self.most_out = 0
 
     def drain(self, hosts) -> None:
         from bot.traffic.base import TrafficError
@@ -116,7 +117,10 @@ class MemoryBalancer:
         for h in hosts:
             if h.name == self.refuse:
                 raise TrafficError(f"the balancer refused to drain {h.name}")
+            if len(self.out | {h.name}) >= self.total:  # as HAProxy and nginx do: never the last one
+                raise TrafficError(f"draining {h.name} would leave no server taking requests")
             self.out.add(h.name)
+            self.most_out = max(self.most_out, len(self.out))
             self.calls.append(("drain", h.name))
 
     def wait_drained(self, hosts, timeout: float) -> bool:

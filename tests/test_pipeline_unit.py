@@ -255,3 +255,23 @@ def test_a_host_the_balancer_cannot_drain_fails_before_any_switch_and_the_draine
     assert outcome.state is State.FAILED and outcome.failed_stage == "drain" and "refused" in outcome.error
     assert all("switch" not in h.ops() for h in fleet.hosts.values())
     assert balancer.out == set()  # 10.9.0.1 had left: it is back in service
+
+
+def test_when_the_last_batch_fails_the_revert_walks_the_hosts_in_batches_too():
+    env = balanced()
+    fleet, balancer = MemoryFleet(env.hosts, current="v1.0.0"), MemoryBalancer()
+    fleet["10.9.0.4"].unhealthy.add("v2.0.0")
+    outcome, _ = run_balanced(deploy_plan(env), fleet, balancer)
+    assert outcome.state is State.ROLLED_BACK and len(outcome.reverted_hosts) == 4
+    assert balancer.out == set() and balancer.most_out == 1
+    assert {h.serving for h in fleet.hosts.values()} == {"v1.0.0"}
+
+
+def test_a_rollback_behind_a_balancer_goes_batch_by_batch():
+    env = balanced()
+    fleet, balancer = MemoryFleet(env.hosts, current="v2.0.0"), MemoryBalancer()
+    for h in fleet.hosts.values():
+        h.releases.add("v1.0.0")
+    outcome, _ = run_balanced(Plan(8, "shop", env, "v1.0.0", Kind.ROLLBACK), fleet, balancer)
+    assert outcome.state is State.SUCCEEDED and balancer.most_out == 1 and balancer.out == set()
+    assert {h.serving for h in fleet.hosts.values()} == {"v1.0.0"}

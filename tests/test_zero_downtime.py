@@ -25,7 +25,8 @@ def _balancer(kind: str, hosts, folder):
 
 
 @pytest.mark.parametrize("kind", ["haproxy", "nginx"])
-def test_rolling_with_drain_loses_no_request_deploying_or_reverting(kind, hosts, make_config, service, tmp_path):
+def test_rolling_with_drain_loses_no_request_deploying_reverting_or_rolling_back(kind, hosts, make_config, service,
+                                                                                 tmp_path):
     require(kind)
     three = hosts[:3]
     lb, traffic = _balancer(kind, three, tmp_path / kind)
@@ -56,5 +57,10 @@ def test_rolling_with_drain_loses_no_request_deploying_or_reverting(kind, hosts,
         failed = [r for r in load.replies if not r.ok]
         assert len(load.replies) > 100 and failed == [], (len(load.replies), failed[:3])
         assert poll(lambda: all(s.state == READY for s in balance.stats().values()), 15), balance.stats()
+
+        with Load(lb.url + "/", threads=4, max_requests=20_000, max_seconds=90, pause=0.005) as load:
+            back = svc.rollback("prod", "cli:test", "v1.0.0")  # batch by batch too: never every host out at once
+        assert back.state is State.SUCCEEDED and [h.answering() for h in three] == ["v1.0.0"] * 3
+        assert [r for r in load.replies if not r.ok] == [] and len(load.replies) > 50
     finally:
         lb.stop()

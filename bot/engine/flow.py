@@ -90,6 +90,17 @@ def rows(plan: Plan) -> list[PhaseRow]:
     return out
 
 
+def groups(steps: tuple[Step, ...]) -> list[tuple[Step, ...]]:
+    """A chained phase split after each barrier step: (drain) then (switch, restart, health, restore)."""
+    groups, current = [], []
+    for step in steps:
+        current.append(step)
+        if step.barrier:
+            groups.append(tuple(current))
+            current = []
+    return [*groups, tuple(current)] if current else groups
+
+
 def stages(plan: Plan) -> list[Stage]:
     return [step.stage for row in rows(plan) for step in row.steps]
 

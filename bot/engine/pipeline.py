@@ -95,7 +95,7 @@ class Pipeline:
                     for batch_no, batch in enumerate(plan.batches()):
                         if batch_no:
                             self._checkpoint()
-                        for group in _groups(row.steps):
+                        for group in flow.groups(row.steps):
                             self._stages([(s.stage, self._step(s.stage)) for s in group], batch)
                 else:
                     for step in row.steps:
@@ -195,12 +195,21 @@ class Pipeline:
         self.events.emit(RollbackStarted(self.plan.deployment_id, reason=error,
                                          hosts=tuple(s.host.name for s in switched),
                                          to_version=previous.pop() if len(previous) == 1 else None))
-        try:
-            self._stages([(Stage.REVERT, self._revert)], [s.host for s in switched])
-            state = State.ROLLED_BACK
-        except StageFailed:
-            state = State.ROLLBACK_FAILED
+        state = State.ROLLED_BACK
+        # the hosts already out of the balancer (the failed batch) first: they serve nobody until reverted
+        for batch in self._revert_batches([s.host for s in sorted(switched, key=lambda s: not s.drained)]):
+            try:
+                self._stages([(Stage.REVERT, self._revert)], batch)
+            except StageFailed:
+                state = State.ROLLBACK_FAILED  # the other batches still go back: as many hosts known as can be
         return Outcome(state, stage, host, error, reverted_hosts=[s.host.name for s in switched])
+
+    def _revert_batches(self, hosts: list[Host]) -> list[list[Host]]:
+        """All at once; behind a balancer in the strategy's batches, so some hosts always stay in service."""
+        if not self.env.traffic:
+            return [hosts]
+        size = self.env.strategy.batch_size
+        return [hosts[i:i + size] for i in range(0, len(hosts), size)]
 
     def _revert(self, host: Host) -> Result:
         """Publishing again, with this host's previous release: the same steps, as one chain."""
@@ -279,14 +288,3 @@ class Pipeline:
                                        excerpt=redact.excerpt(output), output=redact(output),
                                        error="" if res.ok else redact(res.describe())))
         return res
-
-
-def _groups(steps: tuple[flow.Step, ...]) -> list[tuple[flow.Step, ...]]:
-    """A chained phase split after each barrier step: (drain) then (switch, restart, health, restore)."""
-    groups, current = [], []
-    for step in steps:
-        current.append(step)
-        if step.barrier:
-            groups.append(tuple(current))
-            current = []
-    return [*groups, tuple(current)] if current else groups

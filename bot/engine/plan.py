@@ -36,9 +36,10 @@ class Plan:
         return flow.stages(self)
 
     def batches(self) -> list[list[Host]]:
-        """How publishing walks the hosts: rolling deploys batch by batch, everything else all at once."""
+        """How publishing walks the hosts: rolling deploys batch by batch, everything else all at once; behind a
+        balancer rollbacks go batch by batch too, since taking every host out at once would serve nobody."""
         hosts = list(self.hosts)
-        if self.env.strategy.kind == "rolling" and self.kind is Kind.DEPLOY:
+        if self.env.strategy.kind == "rolling" and (self.kind is Kind.DEPLOY or self.env.traffic):
             size = self.env.strategy.batch_size
             return [hosts[i:i + size] for i in range(0, len(hosts), size)]
         return [hosts]
