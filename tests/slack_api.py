@@ -1,9 +1,10 @@
 """A fake Slack Web API: a local threaded HTTP server that records every call and answers like Slack. Point the bot at
 it with SLACK_API_URL (or base_url). It answers chat.postMessage / chat.update / chat.postEphemeral with `ok` and
 realistic `ts` values, views.open / views.publish, usergroups.users.list (from `groups`), auth.test; `fail_next(n,
-status)` makes the next n calls answer 429 (Retry-After: 1) or 500; `refusing[channel] = "not_in_channel"` makes
-chat.* calls in that channel fail as Slack's do; POSTs to /response/... stand in for response_url and are recorded
-as method "response_url".
+status)` makes the next n calls answer 429 (Retry-After: 1) or 500; `fail_until(deadline, *statuses)` makes every
+call answer those statuses in turn until time.monotonic() reaches the deadline (an outage); `refusing[channel] =
+"not_in_channel"` makes chat.* calls in that channel fail as Slack's do; POSTs to /response/... stand in for
+response_url and are recorded as method "response_url".
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class FakeSlack:
         self._lock = threading.Lock()
         self._ts = itertools.count(100)
         self._failures: list[int] = []
+        self._outage: tuple[float, itertools.cycle] | None = None  # (monotonic deadline, statuses in turn)
         self.delay = 0.0  # seconds added to every answer: a slow Slack
         self.refusing: dict[str, str] = {}  # channel -> the error chat.* calls there answer (not_in_channel ...)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -81,6 +83,19 @@ class FakeSlack:
     def fail_next(self, n: int, status: int = 429) -> None:
         with self._lock:
             self._failures.extend([status] * n)
+
+    def fail_until(self, deadline: float, *statuses: int) -> None:
+        """Until time.monotonic() reaches `deadline`, every call (after any fail_next ones) answers the next of
+        `statuses` in turn (429 with Retry-After: 1, or a 5xx): Slack down for a while."""
+        with self._lock:
+            self._outage = (deadline, itertools.cycle(statuses or (500,)))
+
+    def _status(self) -> int:  # under the lock
+        if self._failures:
+            return self._failures.pop(0)
+        if self._outage and time.monotonic() < self._outage[0]:
+            return next(self._outage[1])
+        return 200
 
     # ---- reading what happened ------------------------------------------------------------------------
     def of(self, *methods: str, since: int = 0) -> list[Call]:
@@ -171,7 +186,7 @@ class FakeSlack:
                 if fake.delay:
                     time.sleep(fake.delay)
                 with fake._lock:
-                    status = fake._failures.pop(0) if fake._failures else 200
+                    status = fake._status()
                     call = Call(method, params, status)
                     fake.calls.append(call)
                 if status == 429:

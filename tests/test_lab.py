@@ -145,7 +145,7 @@ def test_sample_app_unpacked_and_restarted_over_ssh_answers_health(lab, hosts, a
         assert cold < 5 and max(samples) < 3
 
     code, body = health(h)
-    assert code == 200 and body == {"version": "v1.1.0", "status": "ok"}
+    assert code == 200 and body == {"version": "v1.1.0", "status": "ok", "host": h.name}
     with urllib.request.urlopen(f"http://{h.address}:8000/", timeout=1) as resp:
         assert resp.read().decode().startswith("sampleapp v1.1.0")
     apps = [p for p in h.processes() if p.alive and "app.py" in p.cmdline]

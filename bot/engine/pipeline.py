@@ -80,6 +80,7 @@ class Pipeline:
         self.cancel_requested = cancel_requested
         self.hosts = {h.name: HostState(h) for h in plan.hosts}
         self.traffic = None  # the balancer, opened at the first drain
+        self._window_failed = threading.Event()
         self.stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + f"-d{plan.deployment_id}"
 
     def run(self) -> Outcome:
@@ -137,10 +138,14 @@ class Pipeline:
             if command.op is Stage.HEALTH:
                 seen = health.wait_healthy(url, self.env.health, command.version, probe=self.pool.probe)
             else:
+                # one host failing its window ends every host's: the revert starts now, not when the window ends
                 seen = health.watch(url, self.env.health, command.version, self.env.verify_seconds,
-                                    stop=self.cancel_requested, probe=self.pool.probe)
+                                    stop=lambda: self.cancel_requested() or self._window_failed.is_set(),
+                                    probe=self.pool.probe)
                 if seen.ok and self.cancel_requested():
                     seen = health.Probe(False, "aborted by request during the verification window")
+                if not seen.ok:
+                    self._window_failed.set()
             return Result(host.name, command, 0 if seen.ok else 1, seen.detail if seen.ok else "",
                           "" if seen.ok else seen.detail)
         if command.op in (Stage.DRAIN, Stage.RESTORE):

@@ -124,20 +124,36 @@ class Runs(UseCases):
                         shared_env=self.shared_env(env))
         return self.plan_deploy(dep.environment, dep.version, dep.requested_by, deployment_id=dep.id)
 
-    def _finish(self, dep: DeploymentRecord, outcome, extra: dict | None = None) -> None:
+    def _finish(self, dep: DeploymentRecord, outcome, extra: dict | None = None, patience: float = 60.0) -> None:
+        """Record the end. The store may be restarting: try again for `patience` seconds before giving up (the
+        lease then lapses, and whoever takes the deployment over finds the hosts as this run left them)."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return self._record_end(dep, outcome, extra or {})
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("recording the end of #%s failed; the store may be restarting", dep.id, exc_info=True)
+                time.sleep(1.0)
+
+    def _record_end(self, dep: DeploymentRecord, outcome, extra: dict) -> None:
         fields = {"error": outcome.error, "failed_stage": outcome.failed_stage, "failed_host": outcome.failed_host}
         if outcome.previous_version and dep.kind is Kind.DEPLOY:
             fields["previous_version"] = outcome.previous_version
         current = self.deployment(dep.id)
+        reverted = outcome.state in (State.ROLLED_BACK, State.ROLLBACK_FAILED)
+        if reverted and current.state is State.RUNNING:  # the revert's own transition was lost (store down)
+            current = self.lifecycle.fire(current, Transition.REVERT, BOT, detail={
+                "reason": outcome.error, "hosts": outcome.reverted_hosts}) or self.deployment(dep.id)
         if current.state is State.ROLLING_BACK:
-            ok = outcome.state is State.ROLLED_BACK
-            transition = Transition.REVERTED if ok else Transition.REVERT_FAILED
+            transition = Transition.REVERTED if outcome.state is State.ROLLED_BACK else Transition.REVERT_FAILED
         else:
             transition = ENDING.get(outcome.state, Transition.FAIL)
         self.lifecycle.fire(current, transition, dep.requested_by, seconds=outcome.seconds,
                             detail={"seconds": round(outcome.seconds, 3), "failed_stage": outcome.failed_stage,
                                     "failed_host": outcome.failed_host, "error": redact(outcome.error)[:2000],
-                                    "reverted_hosts": outcome.reverted_hosts, **(extra or {})}, **fields)
+                                    "reverted_hosts": outcome.reverted_hosts, **extra}, **fields)
 
     def _abort_flag(self, deployment_id: int, every: float = 0.5) -> Callable[[], bool]:
         """Whether the run must stop at the next boundary: this process is shutting down, another one took the
@@ -151,6 +167,9 @@ class Runs(UseCases):
             with guard:
                 if not seen["abort"] and time.monotonic() - seen["at"] >= every:
                     seen["at"] = time.monotonic()
-                    seen["abort"] = bool(self.store.get(deployment_id).meta.get("abort_requested_by"))
+                    try:
+                        seen["abort"] = bool(self.store.get(deployment_id).meta.get("abort_requested_by"))
+                    except Exception as exc:  # noqa: BLE001 - the store restarting is no reason to stop a deploy
+                        log.warning("abort flag of #%s unreadable (%s); asking again later", deployment_id, exc)
                 return seen["abort"]
         return requested

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -18,18 +21,24 @@ class LocalTarget:
 
     def run(self, command: Command) -> Result:
         timeout = command.timeout or self.command_timeout
+        proc = subprocess.Popen(["sh", "-c", command.shell], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, text=True, start_new_session=True)
         try:
-            proc = subprocess.run(["sh", "-c", command.shell], capture_output=True, text=True, timeout=timeout,
-                                  stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            return Result(self.name, command, None, error=f"{self.name}: command timed out after {timeout:g}s")
-        return Result(self.name, command, proc.returncode, proc.stdout, proc.stderr)
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:  # the command and everything it started, not just the shell
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            return Result(self.name, command, None, out, err, error=f"{self.name}: command timed out after "
+                                                                      f"{timeout:g}s (stopped)")
+        return Result(self.name, command, proc.returncode, out, err)
 
     def put(self, local: Path, remote: str) -> Result:
         command = put_command(local, remote)
         try:
             shutil.copyfile(local, remote)
         except OSError as exc:
+            Path(remote).unlink(missing_ok=True)  # no partial file left behind (a full disk stays full otherwise)
             return Result(self.name, command, None, error=f"{self.name}: copy failed: {exc}")
         return Result(self.name, command, 0)
 

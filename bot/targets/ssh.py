@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import shlex
 import socket
 import threading
 from pathlib import Path
@@ -13,6 +15,15 @@ from invoke.exceptions import CommandTimedOut
 
 from bot.config import Host, SSHOptions
 from bot.targets.base import Command, Result, put_command
+
+TIMED_OUT = (124, 137)  # what coreutils' timeout exits with when it stopped the command (TERM; KILL)
+
+
+def bounded(shell: str, seconds: float) -> str:
+    """`shell`, stopped by the host after `seconds` (its whole process group; processes an app start detaches
+    with setsid live on). Hosts without coreutils' timeout run it unbounded, as before."""
+    return (f"S={shlex.quote(shell)}; if command -v timeout >/dev/null 2>&1; then exec timeout -k 5 {seconds:.0f} "
+            'sh -c "$S"; else exec sh -c "$S"; fi')
 
 
 class TargetError(RuntimeError):
@@ -68,7 +79,12 @@ class SSHTarget:
         timeout = command.timeout or self.options.command_timeout
         try:
             conn = self._connection()
-            res = conn.run(command.shell, timeout=timeout, in_stream=False)
+            # the host enforces the timeout itself, a little before we give up waiting: a command we stop waiting
+            # for must not go on running there (without a terminal, sshd sends it no hangup when we disconnect)
+            res = conn.run(bounded(command.shell, timeout), timeout=timeout + 10, in_stream=False)
+            if res.exited in TIMED_OUT:
+                return Result(self.name, command, None, res.stdout, res.stderr,
+                              error=f"{self.name}: command timed out after {timeout:.0f}s (stopped on the host)")
             if res.exited == -1 and not conn.is_connected:  # the channel ended with no exit status
                 self.close()
                 return Result(self.name, command, None, res.stdout, res.stderr,
@@ -84,26 +100,39 @@ class SSHTarget:
             return Result(self.name, command, None, error=f"{self.name}: connection lost: {exc}")
 
     def put(self, local: Path, remote: str) -> Result:
+        """SFTP the file; a put that fails leaves no partial file behind (a host whose disk just filled stays
+        full otherwise), and says why it failed."""
         command = put_command(local, remote)
         try:
             conn = self._connection()
             sftp = conn.sftp()
             sftp.get_channel().settimeout(self.options.command_timeout)
-            sftp.put(str(local), remote)
-            return Result(self.name, command, 0)
         except TargetError as exc:
             return Result(self.name, command, None, error=str(exc))
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.close()
-            return Result(self.name, command, None, error=f"{self.name}: upload failed: {exc}")
+            return Result(self.name, command, None, error=f"{self.name}: upload failed: {_why(exc)}")
+        try:
+            sftp.put(str(local), remote)
+            return Result(self.name, command, 0)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            with contextlib.suppress(paramiko.SSHException, OSError, EOFError):
+                sftp.remove(remote)  # when the connection is gone, cleanup removes .incoming leftovers later
+            self.close()
+            return Result(self.name, command, None, error=f"{self.name}: upload failed: {_why(exc)}")
 
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
                 try:
-                    self._conn.close()
+                    with contextlib.suppress(paramiko.SSHException, OSError, EOFError):
+                        self._conn.close()  # a connection whose host is gone: closed either way
                 finally:
                     self._conn = None
+
+
+def _why(exc: BaseException) -> str:
+    return str(exc) or f"{type(exc).__name__} (the connection dropped)"
 
 
 def _explain(host: Host, exc: BaseException, timeout: float) -> str:

@@ -20,10 +20,12 @@ import fcntl
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.lab import sshd
@@ -286,6 +288,27 @@ class LabHost:
         """The release /srv/<app>/current points at, or None."""
         link = self.srv / app / "current"
         return link.readlink().name if link.is_symlink() else None
+
+    def inside(self, path: str) -> Path:
+        """`path` as the host itself sees it, reached from outside through its sshd's root: unlike `.srv`, this
+        shows what is mounted inside the host only (see small_disk)."""
+        pid = self.sshd_pid()
+        if pid is None:
+            raise LabUnavailable(f"sshd on {self.name} is not running: nothing to see the host's files through")
+        return Path(f"/proc/{pid}/root") / path.lstrip("/")
+
+    @contextlib.contextmanager
+    def small_disk(self, path: str, size_mb: float) -> Iterator[Path]:
+        """A disk of `size_mb` over `path` inside the host only (a size-limited tmpfs in its mount namespace), as a
+        disk that fills up; it starts empty and is unmounted on exit, when what was under it shows again. Yields
+        inside(path): `.srv` still shows the folder under it."""
+        quoted = shlex.quote(path)
+        self.run(f"mkdir -p {quoted} && mount -t tmpfs -o size={int(size_mb * 1024)}k,mode=0755 "
+                 f"deploybot-small-disk {quoted}", check=True)
+        try:
+            yield self.inside(path)
+        finally:
+            self.run(f"umount -l {quoted}")
 
     def processes(self, include_sshd: bool = False) -> list[Proc]:
         """Processes in the host (zombies included, see Proc.alive); sshd and its sessions left out by default."""
