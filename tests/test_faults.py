@@ -90,12 +90,12 @@ def assert_known_end(store: Store, hosts, *, lock: Callable | None = None,
 
 
 class KnownBug(AssertionError):
-    """What a strict xfail below expects, and nothing else: any other failure in that test is reported as one."""
+    """The assertions gathered by KnownBugs, raised together at the end of a test."""
 
 
 class KnownBugs:
-    """Around the assertions a known bug breaks: their failures are kept while the rest of the test goes on (and
-    fails on anything else); `raise_found()` at the end raises them as one KnownBug for the test's strict xfail."""
+    """Around the assertions a fault used to break (each was a bug, now fixed): their failures are kept while the
+    rest of the test goes on, so one run says everything that is wrong; `raise_found()` raises them together."""
 
     def __init__(self) -> None:
         self.found: list[str] = []
@@ -112,15 +112,8 @@ class KnownBugs:
             raise KnownBug(" | ".join(self.found))
 
 
-# ---- known bugs: each the reason of a strict xfail below -----------------------------------------------------------
-def bug(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, raises=KnownBug, reason=reason)
 
 
-KILLED_RESTART_RUNS_ON = bug("the restart the SIGKILLed process had started runs on on the host and completes after "
-                            "the take-over reverted it (bot/service/recovery.py Recovery._take_over reverts without "
-                            "stopping what the dead process left running): the host serves the version the records "
-                            "say was rolled back")
 
 
 def wait_until(check: Callable[[], object], timeout: float, what: str, every: float = 0.05) -> object:
@@ -571,7 +564,6 @@ def test_deploy_killed_mid_upload_is_taken_over_and_changes_nothing(hosts, make_
         assert assert_known_end(store, two) == {h.name: "v1.1.0" for h in two}
 
 
-@KILLED_RESTART_RUNS_ON
 def test_deploy_killed_mid_restart_is_taken_over_and_reverted(hosts, make_config, cli, cli_env, db_path):
     two, bugs = hosts[:2], KnownBugs()
     config = make_config(hosts=two, restart=SLOW_ON_H2 + "bin/restart")

@@ -233,3 +233,16 @@ def cleanup(path: str, keep_releases: int, protect: list[str], backup: Backup) -
 def read_current(path: str, timeout: float) -> Command:
     return Command("read_current", f'cur=$(readlink {q(path + "/current")} 2>/dev/null || true); '
                    f'echo "{CURRENT_MARK}${{cur##*/}}"', timeout=timeout)
+
+
+def tag(deployment_id: int) -> str:
+    """The name a deployment's commands run under on a host (`sh -c SCRIPT deploybot-d42`)."""
+    return f"deploybot-d{deployment_id}"
+
+
+def stop_leftovers(deployment_id: int) -> Command:
+    """Stop whatever a stopped bot left running on this host for that deployment (a restart halfway, say), with
+    its process group; apps started detached (setsid) are not in it. `[d]` keeps pgrep from matching itself."""
+    pattern = q(f"deploybot-[d]{deployment_id}$")
+    return Command("stop_leftovers", f"for p in $(pgrep -f {pattern}); do g=$(ps -o pgid= -p \"$p\" | tr -d ' '); "
+                   '[ -n "$g" ] && kill -TERM "-$g" 2>/dev/null; done; true', timeout=30)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from bot.config import Host
@@ -151,7 +151,9 @@ class Pipeline:
         if command.op in (Stage.DRAIN, Stage.RESTORE):
             return self._balance(host, command)
         target = self.pool.get(self.env, host)
-        return target.put(*command.files) if command.files else target.run(command)
+        if command.files:
+            return target.put(*command.files)
+        return target.run(replace(command, tag=commands.tag(self.plan.deployment_id)))
 
     def _balance(self, host: Host, command: Command) -> Result:
         """Take the host out of the balancer (and wait for its requests in flight), or put it back."""

@@ -52,6 +52,7 @@ class Recovery(UseCases):
         if not dep.state.is_active or dep.environment not in self.config.environments:
             self.store.release_lock(dep.environment, deployment_id=dep.id)
             return dep
+        self._stop_leftovers(dep)
         now = {h.name: h.release for h in self.environments.live_hosts(dep.environment)}
         before = self._previous_releases(dep)
         switched = {h: before[h] for h, release in now.items()
@@ -81,6 +82,15 @@ class Recovery(UseCases):
         self.lifecycle.fire(self.deployment(dep.id), Transition.REVERTED if ok else Transition.REVERT_FAILED, BOT,
                             error=error, detail={"hosts_before": now, "reverted": switched, "error": error})
         return self.deployment(dep.id)
+
+    def _stop_leftovers(self, dep: DeploymentRecord) -> None:
+        """Nothing the stopped bot started may finish after the take-over reads the hosts: a restart halfway
+        would otherwise bring the new release back once the revert is done."""
+        from bot.targets.pool import on_hosts
+
+        env = self.config.environments[dep.environment]
+        on_hosts(env.hosts, lambda h: self.ctx.pool.get(env, h).run(commands.stop_leftovers(dep.id)),
+                 env.ssh.parallel)
 
     def _previous_releases(self, dep: DeploymentRecord) -> dict[str, str | None]:
         """What each host ran before this deployment touched it: its preflight read `current`."""

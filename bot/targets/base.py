@@ -17,6 +17,8 @@ class Command:
     version: str | None = None
     timeout: float | None = None
     files: tuple[Path, str] | None = None  # `put`: (local file, remote path)
+    tag: str = "deploybot"  # the process name it runs under on the host (its deployment: deploybot-d42), so a
+    #                         take-over can stop what a dead bot left running there
 
 
 @dataclass(frozen=True)

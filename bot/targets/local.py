@@ -21,8 +21,8 @@ class LocalTarget:
 
     def run(self, command: Command) -> Result:
         timeout = command.timeout or self.command_timeout
-        proc = subprocess.Popen(["sh", "-c", command.shell], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+        proc = subprocess.Popen(["sh", "-c", command.shell, command.tag], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:  # the command and everything it started, not just the shell

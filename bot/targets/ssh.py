@@ -19,11 +19,11 @@ from bot.targets.base import Command, Result, put_command
 TIMED_OUT = (124, 137)  # what coreutils' timeout exits with when it stopped the command (TERM; KILL)
 
 
-def bounded(shell: str, seconds: float) -> str:
+def bounded(shell: str, seconds: float, tag: str = "deploybot") -> str:
     """`shell`, stopped by the host after `seconds` (its whole process group; processes an app start detaches
-    with setsid live on). Hosts without coreutils' timeout run it unbounded, as before."""
+    with setsid live on), running under the name `tag`. Hosts without coreutils' timeout run it unbounded."""
     return (f"S={shlex.quote(shell)}; if command -v timeout >/dev/null 2>&1; then exec timeout -k 5 {seconds:.0f} "
-            'sh -c "$S"; else exec sh -c "$S"; fi')
+            f'sh -c "$S" {tag}; else exec sh -c "$S" {tag}; fi')
 
 
 class TargetError(RuntimeError):
@@ -81,7 +81,7 @@ class SSHTarget:
             conn = self._connection()
             # the host enforces the timeout itself, a little before we give up waiting: a command we stop waiting
             # for must not go on running there (without a terminal, sshd sends it no hangup when we disconnect)
-            res = conn.run(bounded(command.shell, timeout), timeout=timeout + 10, in_stream=False)
+            res = conn.run(bounded(command.shell, timeout, command.tag), timeout=timeout + 10, in_stream=False)
             if res.exited in TIMED_OUT:
                 return Result(self.name, command, None, res.stdout, res.stderr,
                               error=f"{self.name}: command timed out after {timeout:.0f}s (stopped on the host)")
