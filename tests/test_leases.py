@@ -111,3 +111,22 @@ def test_two_recoverers_racing_for_one_expired_lease_give_one_winner(tmp_path, r
              for i in range(racers)]
     answers = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
     assert answers == ["False", "True"]
+
+
+def test_a_deploy_killed_while_starting_is_taken_over_and_changes_nothing(hosts, make_config, cli, cli_env,
+                                                                          db_path):
+    two = hosts[:2]
+    config = make_config(hosts=two, backup={"commands": ['sleep 20; echo dump > "$BACKUP_DIR/db.sql"']})
+    assert cli("deploy", "prod", "v1.0.0", "--yes", config=config).returncode == 0
+    doomed = start_deploy(cli_env, config, "v1.1.0", DEPLOYBOT_LEASE_TTL="2")
+    wait_for_line(doomed, "… backup")
+    os.killpg(doomed.pid, signal.SIGKILL)
+    doomed.wait()
+    time.sleep(2.5)
+    assert cli("lock", "prod", "--reason", "look first", config=config).returncode == 0  # takes over first
+    with Store(f"sqlite:///{db_path}") as store:
+        killed = store.list_deployments("prod", limit=1)[0]
+        assert (killed.version, killed.state.value) == ("v1.1.0", "interrupted") and "stopped" in killed.error
+        assert store.get_lock("prod").kind == "manual" and store.verify_audit().ok
+    assert [h.current() for h in two] == ["v1.0.0"] * 2 and [h.answering() for h in two] == ["v1.0.0"] * 2
+    assert not any(p.alive and "sleep 20" in p.cmdline for h in two for p in h.processes())  # the backup stopped
