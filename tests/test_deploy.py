@@ -169,7 +169,7 @@ def deploy_cutting(svc: DeployService, version: str, host, when) -> tuple:
     def cut_when_due() -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not when():
-            time.sleep(0.05)
+            time.sleep(0.02)
         if when():
             host.cut()
 

@@ -36,6 +36,7 @@ from tests.pg import PostgresServer, PostgresUnavailable, create_database, pg_ur
 from tests.serving import deploybot_serve, free_port
 from tests.slack_api import FakeSlack
 from tests.slack_client import BotUnderTest, SlackClient
+from tests.test_deploy import deploy_cutting
 from tests.test_leases import start_deploy, wait_for_line
 
 DEV, PM, PM2 = "U0DEV", "U0PM", "U0PM2"
@@ -298,28 +299,6 @@ def test_slack_down_for_30s_during_a_deploy_does_not_touch_it_and_the_message_ca
 
 
 # ---- 3. a host cut mid-upload and mid-restart --------------------------------------------------------------------
-def deploy_cutting(svc, version: str, host, when: Callable[[], bool]):
-    """Deploy `version` in this process and cut `host` off the network once `when()` holds; the host's link comes
-    back after the deploy. Returns the deployment and how long it took."""
-    def cut_when_due() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not when():
-            time.sleep(0.02)
-        if when():
-            host.cut()
-
-    cutter = threading.Thread(target=cut_when_due)
-    cutter.start()
-    t0 = time.monotonic()
-    try:
-        dep = svc.deploy("prod", version, "cli:test")
-    finally:
-        took = time.monotonic() - t0
-        cutter.join()
-        host.restore()
-    return dep, took
-
-
 def incoming_bytes(host) -> int:
     folder = host.srv / "app" / ".incoming"
     return sum(p.stat().st_size for p in folder.glob("*")) if folder.is_dir() else 0
