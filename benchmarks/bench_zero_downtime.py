@@ -152,7 +152,8 @@ def main() -> None:
     finally:
         lab.stop()
     print(f"\nRequests through the balancer during {args.cycles} deploy+rollback cycles, ~{args.rate} req/s "
-          f"plus a 2 s request every 0.5 s (`{COMMAND} --hosts {args.hosts} --cycles {args.cycles}`)\n")
+          f"plus a 2 s request every 0.5 s (`{COMMAND} --hosts {args.hosts} --cycles {args.cycles} "
+          f"--rate {args.rate} --strategies {args.strategies}`)\n")
     print("| strategy | hosts | requests | failed | p50 ms | p99 ms | deploy s | rollback s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for strategy, n, r in rows:
