@@ -149,3 +149,25 @@ def cli(cli_env, tmp_path) -> Callable[..., subprocess.CompletedProcess]:
                               cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
 
     return run
+
+
+@pytest.fixture
+def world(tmp_path, make_config):
+    """world(hosts, groups=None, build_options=None, **env overrides) -> the production WSGI app under waitress on a
+    SQLite file, with a fresh FakeSlack (knowing `groups`); both stopped after the test."""
+    from tests.slack_api import FakeSlack
+    from tests.slack_client import BotUnderTest
+
+    started = []
+
+    def start(hosts, groups: dict | None = None, build_options: dict | None = None, **overrides):
+        fake = FakeSlack(groups=groups).__enter__()
+        bot = BotUnderTest(make_config(hosts=hosts, **overrides), f"sqlite:///{tmp_path / 'deploybot.db'}", fake,
+                           **(build_options or {})).__enter__()
+        started.append((bot, fake))
+        return bot
+
+    yield start
+    for bot, fake in started:
+        bot.__exit__(None, None, None)
+        fake.__exit__(None, None, None)

@@ -35,7 +35,7 @@ from tests.lab.system import sh
 from tests.pg import PostgresServer, PostgresUnavailable, create_database, pg_url  # noqa: F401  (session fixture)
 from tests.serving import deploybot_serve, free_port
 from tests.slack_api import FakeSlack
-from tests.slack_client import BotUnderTest, SlackClient
+from tests.slack_client import SlackClient
 from tests.test_deploy import deploy_cutting
 from tests.test_leases import start_deploy, wait_for_line
 
@@ -234,23 +234,6 @@ def run_cli(cli_env, config: Path, db: str, *args: str) -> subprocess.CompletedP
 
 
 # ---- 2. Slack answering 429 and 500 for 30 s ---------------------------------------------------------------------
-@pytest.fixture
-def slack_bot(tmp_path, make_config) -> Iterator[Callable[..., BotUnderTest]]:
-    """slack_bot(hosts, **env overrides) -> the production WSGI app under waitress, on a SQLite file, with a fresh
-    FakeSlack; both stopped after the test."""
-    started: list[tuple[BotUnderTest, FakeSlack]] = []
-
-    def start(hosts, **overrides) -> BotUnderTest:
-        config = make_config(hosts=hosts, **overrides)
-        fake = FakeSlack().__enter__()
-        bot = BotUnderTest(config, f"sqlite:///{tmp_path / 'deploybot.db'}", fake).__enter__()
-        started.append((bot, fake))
-        return bot
-
-    yield start
-    for bot, fake in started:
-        bot.__exit__(None, None, None)
-        fake.__exit__(None, None, None)
 
 
 def request_message(fake: FakeSlack, since: int = 0, timeout: float = 20):
@@ -267,9 +250,9 @@ def is_final(message) -> bool:
     return bool(OUTCOME.search(message.text)) and "abort" not in message.buttons()
 
 
-def test_slack_down_for_30s_during_a_deploy_does_not_touch_it_and_the_message_catches_up(slack_bot, hosts):
+def test_slack_down_for_30s_during_a_deploy_does_not_touch_it_and_the_message_catches_up(world, hosts):
     two = hosts[:2]
-    bot = slack_bot(two, approval={"approvers": [PM]}, verify_seconds=2)
+    bot = world(two, approval={"approvers": [PM]}, verify_seconds=2)
     fake, store = bot.fake, bot.service.store
     assert bot.slack.command("/deploy", "prod v1.0.0", DEV).status_code == 200
     req = request_message(fake)

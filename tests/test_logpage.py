@@ -23,7 +23,7 @@ from bot.store import Store
 from bot.store.deployments import OUTPUT_LIMIT, keep_tail
 from tests.serving import deploybot_serve, free_port
 from tests.slack_api import FakeSlack
-from tests.slack_client import BOT_TOKEN, SIGNING_SECRET, BotUnderTest
+from tests.slack_client import BOT_TOKEN, SIGNING_SECRET
 
 DEV, PM = "U0DEV", "U0PM"
 SECRET = b"log-link-secret-for-tests"
@@ -92,24 +92,15 @@ def test_output_is_kept_whole_up_to_the_cap(tmp_path):
 
 # ---- the bot under test ---------------------------------------------------------------------------------------
 @pytest.fixture
-def world(tmp_path, make_config):
-    """world(hosts, **env overrides) -> a running bot whose links point at its own loopback address."""
-    started = []
-
+def world(world):
+    """The shared bot under test (conftest), its log links signed and pointing at its own loopback address."""
     def start(hosts, **overrides):
-        config = make_config(hosts=hosts, **overrides)
-        fake = FakeSlack().__enter__()
         signer = LinkSigner(SECRET, ttl=3600)
-        bot = BotUnderTest(config, f"sqlite:///{tmp_path / 'deploybot.db'}", fake, links=signer).__enter__()
+        bot = world(hosts, build_options={"links": signer}, **overrides)
         signer.base_url = bot.url
         bot.signer = signer
-        started.append((bot, fake))
         return bot
-
-    yield start
-    for bot, fake in started:
-        bot.__exit__(None, None, None)
-        fake.__exit__(None, None, None)
+    return start
 
 
 def deploy_and_approve(bot, version: str = "v1.0.0") -> tuple[str, int]:

@@ -10,8 +10,7 @@ import time
 import pytest
 import requests
 
-from tests.slack_api import FakeSlack
-from tests.slack_client import BotUnderTest, checked, selected, text_input
+from tests.slack_client import checked, selected, text_input
 
 DEV, PM, PM2, EVE = "U0DEV", "U0PM", "U0PM2", "U0EVE"
 GROUP = "S0PMS"
@@ -20,21 +19,9 @@ STAGES = ("preflight", "backup", "upload", "migrate", "switch", "restart", "heal
 
 
 @pytest.fixture
-def world(tmp_path, make_config):
-    """world(hosts, **env overrides) -> a running bot with a fresh FakeSlack."""
-    started = []
-
-    def start(hosts, **overrides):
-        config = make_config(hosts=hosts, **overrides)
-        fake = FakeSlack(groups={GROUP: [PM2]}).__enter__()
-        bot = BotUnderTest(config, f"sqlite:///{tmp_path / 'deploybot.db'}", fake).__enter__()
-        started.append((bot, fake))
-        return bot
-
-    yield start
-    for bot, fake in started:
-        bot.__exit__(None, None, None)
-        fake.__exit__(None, None, None)
+def world(world):
+    """The shared bot under test (conftest), its Slack knowing the approver group GROUP = [PM2]."""
+    return lambda hosts, **overrides: world(hosts, groups={GROUP: [PM2]}, **overrides)
 
 
 def request_message(bot, since: int = 0, timeout: float = 20):
