@@ -39,13 +39,20 @@ COMMAND = "python benchmarks/bench_ack.py"
 
 
 def config(work: Path, lab: HostLab, artifacts: Path, verify: float) -> Path:
-    cfg = {"app": {"name": "sampleapp", "artifact": str(artifacts / "sampleapp-{version}.tar.gz")},
-           "environments": {"prod": {
-               "hosts": [{"host": f"root@{h.address}", "name": h.name} for h in lab.hosts],
-               "ssh": {"key_file": str(lab.key_file), "known_hosts": str(lab.known_hosts), "connect_timeout": 5},
-               "path": "/srv/app", "restart": "bin/restart",
-               "health": {"url": "http://{host}:8000/health", "timeout": 10},
-               "verify_seconds": verify, "min_free_mb": 10}}}
+    cfg = {
+        "app": {"name": "sampleapp", "artifact": str(artifacts / "sampleapp-{version}.tar.gz")},
+        "environments": {
+            "prod": {
+                "hosts": [{"host": f"root@{h.address}", "name": h.name} for h in lab.hosts],
+                "ssh": {"key_file": str(lab.key_file), "known_hosts": str(lab.known_hosts), "connect_timeout": 5},
+                "path": "/srv/app",
+                "restart": "bin/restart",
+                "health": {"url": "http://{host}:8000/health", "timeout": 10},
+                "verify_seconds": verify,
+                "min_free_mb": 10,
+            }
+        },
+    }
     path = work / "deploy.yml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -69,9 +76,11 @@ def client(url: str, response_base: str, rounds: int, concurrency: int) -> None:
         label, text = ("/deploy status", "status prod") if i % 2 else ("/deploy", "prod v1.0.0")
         body = urlencode(slack.command_fields("/deploy", text, f"U0LOAD{i % 7}"))
         ts = str(int(time.time()))
-        head = (f"POST /slack/events HTTP/1.1\r\nHost: {address.netloc}\r\nConnection: close\r\n"
-                f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n"
-                f"X-Slack-Request-Timestamp: {ts}\r\nX-Slack-Signature: {sign(SIGNING_SECRET, ts, body)}\r\n\r\n")
+        head = (
+            f"POST /slack/events HTTP/1.1\r\nHost: {address.netloc}\r\nConnection: close\r\n"
+            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n"
+            f"X-Slack-Request-Timestamp: {ts}\r\nX-Slack-Signature: {sign(SIGNING_SECRET, ts, body)}\r\n\r\n"
+        )
         return label, (head + body).encode()
 
     async def one(cmd: str, request: bytes) -> tuple[str, float, int]:
@@ -99,9 +108,16 @@ def client(url: str, response_base: str, rounds: int, concurrency: int) -> None:
 @contextmanager
 def served_bot(cfg: Path, work: Path, fake: FakeSlack) -> Iterator[tuple[str, str]]:
     """`deploybot serve` exactly as production runs it (waitress, the bot's own executors), in its own process."""
-    env = {**os.environ, "DEPLOYBOT_CONFIG": str(cfg), "DATABASE_URL": f"sqlite:///{work / 'bot.db'}",
-           "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": fake.api_url,
-           "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "DEPLOYBOT_CONFIG": str(cfg),
+        "DATABASE_URL": f"sqlite:///{work / 'bot.db'}",
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": fake.api_url,
+        "LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(ROOT),
+    }
     env.pop("SLACK_APP_TOKEN", None)
     port = free_port()
     env["DEPLOYBOT_METRICS_ADDRESS"] = f"127.0.0.1:{free_port()}"
@@ -122,9 +138,11 @@ def served_bot(cfg: Path, work: Path, fake: FakeSlack) -> Iterator[tuple[str, st
 
 def server_side(metrics: str) -> tuple[str, str]:
     """p50 and p99 upper bucket bounds of the server's own ack histogram."""
-    buckets = [(float(line.split('le="')[1].split('"')[0]), float(line.split()[-1]))
-               for line in metrics.splitlines()
-               if line.startswith("deploybot_slack_ack_seconds_bucket") and 'status="200"' in line]
+    buckets = [
+        (float(line.split('le="')[1].split('"')[0]), float(line.split()[-1]))
+        for line in metrics.splitlines()
+        if line.startswith("deploybot_slack_ack_seconds_bucket") and 'status="200"' in line
+    ]
     total = buckets[-1][1] if buckets else 0
     bound = [next((str(le) for le, n in buckets if n >= q * total), "inf") for q in (0.5, 0.99)]
     return bound[0], bound[1]
@@ -158,10 +176,24 @@ def main() -> int:
             # process) and the load (its own process, so its threads do not share anyone's interpreter lock)
             mark = fake.mark()
             started = time.perf_counter()
-            out = subprocess.run([sys.executable, __file__, "--client", url, "--response-base",
-                                  fake.url + "/response", "--rounds", str(args.rounds),
-                                  "--concurrency", str(args.concurrency)],
-                                 capture_output=True, text=True, check=True, timeout=600).stdout
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--client",
+                    url,
+                    "--response-base",
+                    fake.url + "/response",
+                    "--rounds",
+                    str(args.rounds),
+                    "--concurrency",
+                    str(args.concurrency),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=600,
+            ).stdout
             measured = time.perf_counter() - started
             expected = args.rounds * args.concurrency  # every command gets its reply, only later than its ack
             fake.wait_for(lambda: len(fake.of("response_url", since=mark)) >= expected, 120)
@@ -171,24 +203,37 @@ def main() -> int:
             samples, errors = result["samples"], result["errors"]
             server = server_side(requests.get(metrics_url, timeout=10).text)
             running = not any("Succeeded*" in c.text or "Failed*" in c.text for c in fake.of("chat.update"))
-            final = fake.wait_for(lambda: [c for c in fake.of("chat.update") if "Succeeded*" in c.text
-                                           or "Failed*" in c.text or "Rolled back*" in c.text], 120)
+            final = fake.wait_for(
+                lambda: [
+                    c
+                    for c in fake.of("chat.update")
+                    if "Succeeded*" in c.text or "Failed*" in c.text or "Rolled back*" in c.text
+                ],
+                120,
+            )
             outcome = "succeeded" if "Succeeded*" in final[-1].text else final[-1].text.splitlines()[0]
     finally:
         lab.stop()
-    print(f"\n## Slash-command ack latency while a {args.hosts}-host deploy runs "
-          f"({args.concurrency} concurrent, {args.rounds} rounds, {measured:.1f}s)\n")
+    print(
+        f"\n## Slash-command ack latency while a {args.hosts}-host deploy runs "
+        f"({args.concurrency} concurrent, {args.rounds} rounds, {measured:.1f}s)\n"
+    )
     print("| command | requests | p50 ms | p99 ms | max ms | mean ms |")
     print("|---|---:|---:|---:|---:|---:|")
     for cmd, values in samples.items():
-        print(f"| {cmd} | {len(values)} | {statistics.median(values):.1f} | {pct(values, 99):.1f} | "
-              f"{max(values):.1f} | {statistics.mean(values):.1f} |")
-    print(f"\nserver-side (deploybot_slack_ack_seconds: request in to answer out, excluding queueing before a "
-          f"waitress thread takes it): p50 <= {server[0]} s, p99 <= {server[1]} s (histogram bucket bounds)")
-    print(f"\nreplies through response_url: {replies}/{args.rounds * args.concurrency}, the last "
-          f"{replies_after:.2f}s after the load ended (follow-ups wait while acks run: bot.web.AckFirst)")
-    print(f"\nnon-200 answers: {errors}; deploy still running during measurement: {running}; "
-          f"deploy outcome: {outcome}")
+        print(
+            f"| {cmd} | {len(values)} | {statistics.median(values):.1f} | {pct(values, 99):.1f} | "
+            f"{max(values):.1f} | {statistics.mean(values):.1f} |"
+        )
+    print(
+        f"\nserver-side (deploybot_slack_ack_seconds: request in to answer out, excluding queueing before a "
+        f"waitress thread takes it): p50 <= {server[0]} s, p99 <= {server[1]} s (histogram bucket bounds)"
+    )
+    print(
+        f"\nreplies through response_url: {replies}/{args.rounds * args.concurrency}, the last "
+        f"{replies_after:.2f}s after the load ended (follow-ups wait while acks run: bot.web.AckFirst)"
+    )
+    print(f"\nnon-200 answers: {errors}; deploy still running during measurement: {running}; deploy outcome: {outcome}")
     print(f"\nreproduce: `{COMMAND} --rounds {args.rounds} --concurrency {args.concurrency} --hosts {args.hosts}`")
     return 0 if errors == 0 and outcome == "succeeded" and replies == args.rounds * args.concurrency else 1
 

@@ -86,14 +86,16 @@ def verify(hosts, version: str, what: str) -> None:
 def run_timed(argv: list[str], cwd: Path, env: dict[str, str], what: str) -> tuple[float, str]:
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT_S,
-                              stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT_S, stdin=subprocess.DEVNULL
+        )
     except subprocess.TimeoutExpired as exc:
         raise BenchFailed(f"{what}: no result after {TIMEOUT_S}s") from exc
     took = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise BenchFailed(f"{what}: exit {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n"
-                          f"--- stderr\n{proc.stderr[-4000:]}")
+        raise BenchFailed(
+            f"{what}: exit {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+        )
     return took, proc.stdout
 
 
@@ -106,19 +108,32 @@ class Deploybot:
         self.dir = work / f"deploybot-{len(hosts)}"
         self.dir.mkdir()
         self.config = self.dir / "deploy.yml"
-        self.config.write_text(yaml.safe_dump({
-            "app": {"name": "sampleapp", "artifact": str(artifacts) + "/sampleapp-{version}.tar.gz",
-                    "upload": "sftp"},
-            "environments": {"prod": {
-                "hosts": [f"root@{h.address}" for h in hosts],
-                "ssh": {"key_file": str(lab.key_file), "known_hosts": str(lab.known_hosts), "connect_timeout": 5},
-                "path": "/srv/app",
-                "restart": "sh bin/restart",
-                "backup": {"release_archive": True},
-                "health": {"url": "http://{host}:8000/health", "timeout": 10, "interval": 0.05},
-                "min_free_mb": 10,
-            }},
-        }))
+        self.config.write_text(
+            yaml.safe_dump(
+                {
+                    "app": {
+                        "name": "sampleapp",
+                        "artifact": str(artifacts) + "/sampleapp-{version}.tar.gz",
+                        "upload": "sftp",
+                    },
+                    "environments": {
+                        "prod": {
+                            "hosts": [f"root@{h.address}" for h in hosts],
+                            "ssh": {
+                                "key_file": str(lab.key_file),
+                                "known_hosts": str(lab.known_hosts),
+                                "connect_timeout": 5,
+                            },
+                            "path": "/srv/app",
+                            "restart": "sh bin/restart",
+                            "backup": {"release_archive": True},
+                            "health": {"url": "http://{host}:8000/health", "timeout": 10, "interval": 0.05},
+                            "min_free_mb": 10,
+                        }
+                    },
+                }
+            )
+        )
         self.template_db: Path | None = None  # a migrated, empty store (make_template_db)
         self.runs = 0
         self.stages: dict[str, list[dict[str, float]]] = {"deploy": [], "rollback": []}
@@ -165,8 +180,12 @@ class Capistrano:
         self.dir = work / f"capistrano-{len(hosts)}"
         (self.dir / "config" / "deploy").mkdir(parents=True)
         shutil.copy(CAPISTRANO / "Capfile", self.dir / "Capfile")
-        fill = {"artifact_dir": str(artifacts), "key_file": str(lab.key_file), "known_hosts": str(lab.known_hosts),
-                "servers": "\n".join(f'server "{h.address}", user: "root", roles: %w[app]' for h in hosts)}
+        fill = {
+            "artifact_dir": str(artifacts),
+            "key_file": str(lab.key_file),
+            "known_hosts": str(lab.known_hosts),
+            "servers": "\n".join(f'server "{h.address}", user: "root", roles: %w[app]' for h in hosts),
+        }
         for name, dest in (("deploy.rb.in", "config/deploy.rb"), ("prod.rb.in", "config/deploy/prod.rb")):
             text = string.Template((CAPISTRANO / name).read_text()).substitute(fill)
             (self.dir / dest).write_text(text)
@@ -189,8 +208,9 @@ class Capistrano:
 def make_template_db(work: Path, config: Path) -> Path:
     """Migrate an empty store once, so no timed run pays for creating the schema (a user's store exists),
     and compile deploybot's bytecode, so no timed run pays for that either."""
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "bot"], cwd=ROOT, check=True, timeout=TIMEOUT_S,
-                   capture_output=True)  # bytecode as any earlier run would have left it
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", "bot"], cwd=ROOT, check=True, timeout=TIMEOUT_S, capture_output=True
+    )  # bytecode as any earlier run would have left it
     db = work / "template.db"
     env = {**os.environ, "DEPLOYBOT_CONFIG": str(config), "DATABASE_URL": f"sqlite:///{db}"}
     run_timed([sys.executable, "-m", "bot.cli", "history"], ROOT, env, "deploybot store set-up")
@@ -218,8 +238,7 @@ def main() -> None:
     artifacts = work / "artifacts"
     build_artifacts(artifacts, {v: "ok" for v in VERSIONS}, size_bytes=int(args.size_mb * 1024 * 1024))
     for tarball in (artifacts / f"sampleapp-{v}.tar.gz" for v in VERSIONS):  # published checksums, both sides
-        tarball.with_name(tarball.name + ".sha256").write_text(hashlib.sha256(tarball.read_bytes()).hexdigest()
-                                                               + "\n")
+        tarball.with_name(tarball.name + ".sha256").write_text(hashlib.sha256(tarball.read_bytes()).hexdigest() + "\n")
     results: dict[int, dict[str, list[dict[str, float]]]] = {}
     bots: dict[int, Deploybot] = {}
     lab = HostLab.claim(max(counts))
@@ -234,37 +253,57 @@ def main() -> None:
             results[n] = {s.name: [] for s in sides}
             bots[n] = bot
             for rep in range(args.repeat):
-                for side in (sides if rep % 2 == 0 else sides[::-1]):
+                for side in sides if rep % 2 == 0 else sides[::-1]:
                     reset(hosts)
                     results[n][side.name].append(side.run())
-                print(f"{n} host(s), repetition {rep + 1}/{args.repeat}: "
-                      + ", ".join(f"{name} deploy {r[-1]['deploy']:.2f} s rollback {r[-1]['rollback']:.2f} s"
-                                  for name, r in results[n].items()), file=sys.stderr, flush=True)
+                print(
+                    f"{n} host(s), repetition {rep + 1}/{args.repeat}: "
+                    + ", ".join(
+                        f"{name} deploy {r[-1]['deploy']:.2f} s rollback {r[-1]['rollback']:.2f} s"
+                        for name, r in results[n].items()
+                    ),
+                    file=sys.stderr,
+                    flush=True,
+                )
     except BenchFailed as exc:
         sys.exit(f"benchmark failed: {exc}\n(work folder kept: {work})")
     finally:
         lab.stop()
 
-    print(f"\nCold CLI deploy and rollback, deploybot vs Capistrano {cap_version(cap)}, {args.size_mb:g} MB artifact, "
-          f"namespace hosts over SSH, median of {args.repeat} (`{COMMAND} --hosts {args.hosts}"
-          f"{'' if args.repeat == 3 else f' --repeat {args.repeat}'}"
-          f"{'' if args.size_mb == 5 else f' --size-mb {args.size_mb:g}'}`)\n")
-    print("| hosts | deploybot deploy (cold) | capistrano deploy | ratio | deploybot rollback (cold) "
-          "| capistrano rollback | ratio |")
+    print(
+        f"\nCold CLI deploy and rollback, deploybot vs Capistrano {cap_version(cap)}, {args.size_mb:g} MB artifact, "
+        f"namespace hosts over SSH, median of {args.repeat} (`{COMMAND} --hosts {args.hosts}"
+        f"{'' if args.repeat == 3 else f' --repeat {args.repeat}'}"
+        f"{'' if args.size_mb == 5 else f' --size-mb {args.size_mb:g}'}`)\n"
+    )
+    print(
+        "| hosts | deploybot deploy (cold) | capistrano deploy | ratio | deploybot rollback (cold) "
+        "| capistrano rollback | ratio |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for n, res in results.items():
         b = {k: median([r[k] for r in res["deploybot"]]) for k in ("first", "deploy", "rollback")}
         c = {k: median([r[k] for r in res["capistrano"]]) for k in ("first", "deploy", "rollback")}
-        print(f"| {n} | {b['deploy']:.2f} s | {c['deploy']:.2f} s | {b['deploy'] / c['deploy']:.2f} "
-              f"| {b['rollback']:.2f} s | {c['rollback']:.2f} s | {b['rollback'] / c['rollback']:.2f} |")
-    print("\nratio = deploybot / capistrano (below 1.0: deploybot is faster). deploy = v1.0.0 -> v1.1.0, "
-          "rollback = back to v1.0.0.")
-    print("First deploy onto empty hosts (nothing to back up), median: "
-          + "; ".join(f"{n} host(s) deploybot {median([r['first'] for r in res['deploybot']]):.2f} s, "
-                      f"capistrano {median([r['first'] for r in res['capistrano']]):.2f} s"
-                      for n, res in results.items()))
-    print("\ndeploybot, median seconds per stage as the CLI prints them; '(process, not pipeline)' is the "
-          "process's wall time outside the pipeline (interpreter, imports, config, store, lock, exit):\n")
+        print(
+            f"| {n} | {b['deploy']:.2f} s | {c['deploy']:.2f} s | {b['deploy'] / c['deploy']:.2f} "
+            f"| {b['rollback']:.2f} s | {c['rollback']:.2f} s | {b['rollback'] / c['rollback']:.2f} |"
+        )
+    print(
+        "\nratio = deploybot / capistrano (below 1.0: deploybot is faster). deploy = v1.0.0 -> v1.1.0, "
+        "rollback = back to v1.0.0."
+    )
+    print(
+        "First deploy onto empty hosts (nothing to back up), median: "
+        + "; ".join(
+            f"{n} host(s) deploybot {median([r['first'] for r in res['deploybot']]):.2f} s, "
+            f"capistrano {median([r['first'] for r in res['capistrano']]):.2f} s"
+            for n, res in results.items()
+        )
+    )
+    print(
+        "\ndeploybot, median seconds per stage as the CLI prints them; '(process, not pipeline)' is the "
+        "process's wall time outside the pipeline (interpreter, imports, config, store, lock, exit):\n"
+    )
     for kind in ("deploy", "rollback"):
         names: list[str] = []
         for bot in bots.values():

@@ -37,15 +37,17 @@ COMMAND = "python benchmarks/bench_deploy.py"
 def make_config(work: Path, lab: HostLab, hosts, artifacts: str, upload: str) -> Path:
     cfg = {
         "app": {"name": "sampleapp", "artifact": artifacts + "/sampleapp-{version}.tar.gz", "upload": upload},
-        "environments": {"prod": {
-            "hosts": [f"root@{h.address}" for h in hosts],
-            "ssh": {"key_file": str(lab.key_file), "known_hosts": str(lab.known_hosts), "connect_timeout": 5},
-            "path": "/srv/app",
-            "restart": "sh bin/restart",
-            "backup": {"release_archive": False},
-            "health": {"url": "http://{host}:8000/health", "timeout": 10, "interval": 0.05},
-            "min_free_mb": 10,
-        }},
+        "environments": {
+            "prod": {
+                "hosts": [f"root@{h.address}" for h in hosts],
+                "ssh": {"key_file": str(lab.key_file), "known_hosts": str(lab.known_hosts), "connect_timeout": 5},
+                "path": "/srv/app",
+                "restart": "sh bin/restart",
+                "backup": {"release_archive": False},
+                "health": {"url": "http://{host}:8000/health", "timeout": 10, "interval": 0.05},
+                "min_free_mb": 10,
+            }
+        },
     }
     path = work / f"deploy-{len(hosts)}-{upload}.yml"
     path.write_text(yaml.safe_dump(cfg))
@@ -116,8 +118,11 @@ def serial_fabric(lab: HostLab, hosts, artifact_dir: Path) -> dict[str, float]:
     def activate(c: Connection, version: str) -> None:
         rel = f"/srv/app/releases/{version}"
         c.run(f"cd /srv/app && ln -sfn releases/{version} current.tmp && mv -Tf current.tmp current", hide=True)
-        c.run(f"cd {rel} && export APP_PATH=/srv/app APP_SHARED=/srv/app/shared && set -a && . /srv/app/shared/.env"
-              f" && set +a && sh bin/restart", hide=True)
+        c.run(
+            f"cd {rel} && export APP_PATH=/srv/app APP_SHARED=/srv/app/shared && set -a && . /srv/app/shared/.env"
+            f" && set +a && sh bin/restart",
+            hide=True,
+        )
 
     def deploy(version: str) -> None:
         art = artifact_dir / f"sampleapp-{version}.tar.gz"
@@ -126,8 +131,10 @@ def serial_fabric(lab: HostLab, hosts, artifact_dir: Path) -> dict[str, float]:
                 rel = f"/srv/app/releases/{version}"
                 c.run("mkdir -p /srv/app/releases", hide=True)
                 c.put(str(art), f"/srv/app/{art.name}")
-                c.run(f"sha256sum /srv/app/{art.name} && mkdir -p {rel} && tar -xzf /srv/app/{art.name} -C {rel}",
-                      hide=True)
+                c.run(
+                    f"sha256sum /srv/app/{art.name} && mkdir -p {rel} && tar -xzf /srv/app/{art.name} -C {rel}",
+                    hide=True,
+                )
                 activate(c, version)
                 wait(h, version)
 
@@ -138,8 +145,10 @@ def serial_fabric(lab: HostLab, hosts, artifact_dir: Path) -> dict[str, float]:
                 wait(h, version)
 
     reset(hosts)
-    return {"deploy_cold": timed(lambda: deploy("v1.0.0")), "rollback_cold": (deploy("v1.1.0"),
-                                                                             timed(lambda: rollback("v1.0.0")))[1]}
+    return {
+        "deploy_cold": timed(lambda: deploy("v1.0.0")),
+        "rollback_cold": (deploy("v1.1.0"), timed(lambda: rollback("v1.0.0")))[1],
+    }
 
 
 def main() -> None:
@@ -160,24 +169,31 @@ def main() -> None:
             run = {}
             for upload, source in (("fetch", store), ("sftp", str(artifacts))):
                 reset(hosts)
-                run[upload] = bot_run(make_config(work, lab, hosts, source, upload), work / f"bench-{n}-{upload}.db",
-                                      hosts)
+                run[upload] = bot_run(
+                    make_config(work, lab, hosts, source, upload), work / f"bench-{n}-{upload}.db", hosts
+                )
             serial = serial_fabric(lab, hosts, artifacts)
             rows.append((n, run["fetch"], run["sftp"], serial))
             print(f"measured {n} host(s)", file=sys.stderr, flush=True)
-    print(f"\nDeploy and rollback wall time, {args.size_mb:g} MB artifact, namespace hosts over SSH "
-          f"(`{COMMAND} --hosts {args.hosts} --size-mb {args.size_mb:g}`)\n")
-    print("| hosts | deploy, fetch (cold) | deploy, fetch (warm) | rollback (warm) | rollback (cold) "
-          "| deploy, sftp (cold) | deploy, sftp (warm) | serial Fabric deploy | serial Fabric rollback "
-          "| speed-up fetch cold / warm | speed-up sftp cold / warm |")
+    print(
+        f"\nDeploy and rollback wall time, {args.size_mb:g} MB artifact, namespace hosts over SSH "
+        f"(`{COMMAND} --hosts {args.hosts} --size-mb {args.size_mb:g}`)\n"
+    )
+    print(
+        "| hosts | deploy, fetch (cold) | deploy, fetch (warm) | rollback (warm) | rollback (cold) "
+        "| deploy, sftp (cold) | deploy, sftp (warm) | serial Fabric deploy | serial Fabric rollback "
+        "| speed-up fetch cold / warm | speed-up sftp cold / warm |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n, fetch, sftp, serial in rows:
         base = serial["deploy_cold"]
-        print(f"| {n} | {fetch['deploy_cold']:.2f} s | {fetch['deploy_warm']:.2f} s | {fetch['rollback_warm']:.2f} s "
-              f"| {fetch['rollback_cold']:.2f} s | {sftp['deploy_cold']:.2f} s | {sftp['deploy_warm']:.2f} s "
-              f"| {base:.2f} s | {serial['rollback_cold']:.2f} s "
-              f"| {base / fetch['deploy_cold']:.1f}x / {base / fetch['deploy_warm']:.1f}x "
-              f"| {base / sftp['deploy_cold']:.1f}x / {base / sftp['deploy_warm']:.1f}x |")
+        print(
+            f"| {n} | {fetch['deploy_cold']:.2f} s | {fetch['deploy_warm']:.2f} s | {fetch['rollback_warm']:.2f} s "
+            f"| {fetch['rollback_cold']:.2f} s | {sftp['deploy_cold']:.2f} s | {sftp['deploy_warm']:.2f} s "
+            f"| {base:.2f} s | {serial['rollback_cold']:.2f} s "
+            f"| {base / fetch['deploy_cold']:.1f}x / {base / fetch['deploy_warm']:.1f}x "
+            f"| {base / sftp['deploy_cold']:.1f}x / {base / sftp['deploy_warm']:.1f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -56,29 +56,34 @@ environments:
     health: {{url: "http://127.0.0.1:{port}/health", timeout: 1, interval: 0.1}}
 """)
     env = dict(os.environ)
-    env.update({
-        "DEPLOYBOT_CONFIG": str(root / "deploy.yml"),
-        "DATABASE_URL": f"sqlite:///{root / 'deploybot.db'}",
-        "DEPLOYBOT_DATA_DIR": str(root / "data"),  # nothing lands in the home folder, whatever a command opens
-        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
-    })
+    env.update(
+        {
+            "DEPLOYBOT_CONFIG": str(root / "deploy.yml"),
+            "DATABASE_URL": f"sqlite:///{root / 'deploybot.db'}",
+            "DEPLOYBOT_DATA_DIR": str(root / "data"),  # nothing lands in the home folder, whatever a command opens
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+        }
+    )
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # the warm-up run writes the .pyc caches every measured run reads
     return env
 
 
-def run(args: list[str], env: dict[str, str], cwd: Path,
-        extra: tuple[str, ...] = ()) -> tuple[float, subprocess.CompletedProcess]:
+def run(
+    args: list[str], env: dict[str, str], cwd: Path, extra: tuple[str, ...] = ()
+) -> tuple[float, subprocess.CompletedProcess]:
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, *extra, "-m", "bot.cli", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, *extra, "-m", "bot.cli", *args], env=env, cwd=cwd, capture_output=True, text=True
+    )
     return time.perf_counter() - started, proc
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--importtime", action="store_true",
-                        help="also print the 15 costliest imports (cumulative) of each command")
+    parser.add_argument(
+        "--importtime", action="store_true", help="also print the 15 costliest imports (cumulative) of each command"
+    )
     opts = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="deploybot-bench-startup-") as tmp:
@@ -90,8 +95,10 @@ def main() -> int:
         for args in COMMANDS:
             _, proc = run(args, env, root)
             if proc.returncode != 0 or "Traceback" in proc.stderr:
-                print(f"`deploybot {' '.join(args)}` exited {proc.returncode}:\n{(proc.stderr or proc.stdout)[-2000:]}",
-                      file=sys.stderr)
+                print(
+                    f"`deploybot {' '.join(args)}` exited {proc.returncode}:\n{(proc.stderr or proc.stdout)[-2000:]}",
+                    file=sys.stderr,
+                )
                 return 1
 
         rows = []
@@ -100,14 +107,17 @@ def main() -> int:
             for _ in range(opts.runs):
                 took, proc = run(args, env, root)
                 if proc.returncode != 0:
-                    print(f"`deploybot {' '.join(args)}` exited {proc.returncode}: {proc.stderr[-2000:]}",
-                          file=sys.stderr)
+                    print(
+                        f"`deploybot {' '.join(args)}` exited {proc.returncode}: {proc.stderr[-2000:]}", file=sys.stderr
+                    )
                     return 1
                 times.append(took)
             rows.append((f"deploybot {' '.join(args)}", statistics.median(times), min(times), max(times)))
 
-        print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {opts.runs} fresh processes per command; "
-              f"bare `python -c pass`: {baseline:.3f} s")
+        print(
+            f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {opts.runs} fresh processes per command; "
+            f"bare `python -c pass`: {baseline:.3f} s"
+        )
         print()
         print(f"| {'command':<24} | median s | min s | max s | under {TARGET_S} s |")
         print(f"|{'-' * 26}|----------|-------|-------|-------------|")

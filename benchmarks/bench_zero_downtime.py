@@ -79,17 +79,28 @@ class SteadyLoad:
 
 
 def config(work: Path, lab: HostLab, hosts, artifacts: Path, strategy: str, lb) -> Path:
-    env = {"hosts": [{"host": f"root@{h.address}", "name": h.name} for h in hosts],
-           "ssh": {"key_file": str(lab.key_file), "known_hosts": str(lab.known_hosts), "connect_timeout": 5},
-           "path": "/srv/app", "restart": "sh bin/restart", "backup": {"release_archive": False},
-           "health": {"url": "http://{host}:8000/health", "timeout": 10, "interval": 0.05}, "min_free_mb": 10,
-           "strategy": {"kind": "in-place"} if strategy == "in-place" else {"kind": "rolling", "batch_size": 1}}
+    env = {
+        "hosts": [{"host": f"root@{h.address}", "name": h.name} for h in hosts],
+        "ssh": {"key_file": str(lab.key_file), "known_hosts": str(lab.known_hosts), "connect_timeout": 5},
+        "path": "/srv/app",
+        "restart": "sh bin/restart",
+        "backup": {"release_archive": False},
+        "health": {"url": "http://{host}:8000/health", "timeout": 10, "interval": 0.05},
+        "min_free_mb": 10,
+        "strategy": {"kind": "in-place"} if strategy == "in-place" else {"kind": "rolling", "batch_size": 1},
+    }
     if strategy == "rolling-drain-haproxy":
         env["traffic"] = {"balancer": "haproxy", "socket": lb.socket, "backend": "app", "port": 8000}
     elif strategy == "rolling-drain-nginx":
-        env["traffic"] = {"balancer": "nginx", "upstream_file": str(lb.upstream), "pid_file": str(lb.pid),
-                          "access_log": str(lb.access_log), "test": f"{lb.command} -t",
-                          "reload": f"{lb.command} -s reload", "port": 8000}
+        env["traffic"] = {
+            "balancer": "nginx",
+            "upstream_file": str(lb.upstream),
+            "pid_file": str(lb.pid),
+            "access_log": str(lb.access_log),
+            "test": f"{lb.command} -t",
+            "reload": f"{lb.command} -s reload",
+            "port": 8000,
+        }
     path = work / f"deploy-{strategy}-{len(hosts)}.yml"
     app = {"name": "sampleapp", "artifact": f"{artifacts}/sampleapp-{{version}}.tar.gz"}
     path.write_text(yaml.safe_dump({"app": app, "environments": {"prod": env}}))
@@ -101,11 +112,16 @@ def measure(lab: HostLab, hosts, artifacts: Path, strategy: str, cycles: int, ra
         h.reset()
         write_shared_env(h.srv / "app" / "shared", {"PORT": "8000"})
     endpoints = [f"{h.address}:8000" for h in hosts]
-    lb = (Nginx(work / f"nginx-{strategy}-{len(hosts)}", endpoints) if strategy.endswith("nginx") else
-          HAProxy(work / f"haproxy-{strategy}-{len(hosts)}", {f"s{i}": e for i, e in enumerate(endpoints, 1)}))
+    lb = (
+        Nginx(work / f"nginx-{strategy}-{len(hosts)}", endpoints)
+        if strategy.endswith("nginx")
+        else HAProxy(work / f"haproxy-{strategy}-{len(hosts)}", {f"s{i}": e for i, e in enumerate(endpoints, 1)})
+    )
     lb.start()
-    svc = DeployService(load_config(config(work, lab, hosts, artifacts, strategy, lb)),
-                        Store(f"sqlite:///{work / f'{strategy}-{len(hosts)}.db'}"))
+    svc = DeployService(
+        load_config(config(work, lab, hosts, artifacts, strategy, lb)),
+        Store(f"sqlite:///{work / f'{strategy}-{len(hosts)}.db'}"),
+    )
     deploys, rollbacks = [], []
     try:
         assert svc.deploy("prod", "v1.0.0", "bench").state is State.SUCCEEDED
@@ -124,9 +140,14 @@ def measure(lab: HostLab, hosts, artifacts: Path, strategy: str, cycles: int, ra
         lb.stop()
     replies = load.replies
     ms = sorted((r.ended - r.started) * 1000 for r in replies if r.ok)
-    return {"requests": len(replies), "failed": sum(not r.ok for r in replies),
-            "p50": statistics.median(ms) if ms else 0, "p99": ms[int(len(ms) * 0.99) - 1] if ms else 0,
-            "deploy": statistics.median(deploys), "rollback": statistics.median(rollbacks)}
+    return {
+        "requests": len(replies),
+        "failed": sum(not r.ok for r in replies),
+        "p50": statistics.median(ms) if ms else 0,
+        "p99": ms[int(len(ms) * 0.99) - 1] if ms else 0,
+        "deploy": statistics.median(deploys),
+        "rollback": statistics.median(rollbacks),
+    }
 
 
 def main() -> None:
@@ -147,18 +168,23 @@ def main() -> None:
             for n in counts:
                 for strategy in args.strategies.split(","):
                     print(f"{strategy}, {n} hosts ...", file=sys.stderr, flush=True)
-                    rows.append((strategy, n, measure(lab, lab.hosts[:n], artifacts, strategy, args.cycles,
-                                                      args.rate, work)))
+                    rows.append(
+                        (strategy, n, measure(lab, lab.hosts[:n], artifacts, strategy, args.cycles, args.rate, work))
+                    )
     finally:
         lab.stop()
-    print(f"\nRequests through the balancer during {args.cycles} deploy+rollback cycles, ~{args.rate} req/s "
-          f"plus a 2 s request every 0.5 s (`{COMMAND} --hosts {args.hosts} --cycles {args.cycles} "
-          f"--rate {args.rate} --strategies {args.strategies}`)\n")
+    print(
+        f"\nRequests through the balancer during {args.cycles} deploy+rollback cycles, ~{args.rate} req/s "
+        f"plus a 2 s request every 0.5 s (`{COMMAND} --hosts {args.hosts} --cycles {args.cycles} "
+        f"--rate {args.rate} --strategies {args.strategies}`)\n"
+    )
     print("| strategy | hosts | requests | failed | p50 ms | p99 ms | deploy s | rollback s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for strategy, n, r in rows:
-        print(f"| {strategy} | {n} | {r['requests']} | {r['failed']} | {r['p50']:.0f} | {r['p99']:.0f} | "
-              f"{r['deploy']:.2f} | {r['rollback']:.2f} |")
+        print(
+            f"| {strategy} | {n} | {r['requests']} | {r['failed']} | {r['p50']:.0f} | {r['p99']:.0f} | "
+            f"{r['deploy']:.2f} | {r['rollback']:.2f} |"
+        )
     print()
     for strategy, n, r in rows:
         print(f"TOTAL strategy={strategy} hosts={n} requests={r['requests']} failed={r['failed']}")

@@ -80,21 +80,33 @@ class Runtime:
                     self.sweep()
                 except Exception:  # noqa: BLE001 - try again next round
                     log.exception("expiry sweep failed")
+
         threading.Thread(target=loop, name="expiry-sweeper", daemon=True).start()
 
     def healthy(self) -> dict:
         return {"deploys_running": len(self.service.environments.running())}  # the store answers
 
     def wsgi(self, *, slack_over_http: bool = True) -> Callable:
-        return make_wsgi(self.app, self.metrics, self.healthy, slack_over_http=slack_over_http, acking=self.acking,
-                         read_log=self.service.environments.log, links=self.links)
+        return make_wsgi(
+            self.app,
+            self.metrics,
+            self.healthy,
+            slack_over_http=slack_over_http,
+            acking=self.acking,
+            read_log=self.service.environments.log,
+            links=self.links,
+        )
 
     def settle(self, timeout: float = 60) -> bool:
         """Wait until queued jobs and deploys ran and every message shows the latest state (tests, the console)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self.jobs.pending and not self.deploys.pending and self.bot.board.wait_idle(1) \
-                    and not self.jobs.pending:
+            if (
+                not self.jobs.pending
+                and not self.deploys.pending
+                and self.bot.board.wait_idle(1)
+                and not self.jobs.pending
+            ):
                 return True
             time.sleep(0.05)
         return False
@@ -116,10 +128,20 @@ def build_client(token: str, base_url: str | None = None) -> WebClient:
     return WebClient(token=token, base_url=api_url(base_url), timeout=10, retry_handlers=retry_handlers())
 
 
-def build(service: DeployService, *, token: str, signing_secret: str | None, base_url: str | None = None,
-          client: WebClient | None = None, verify_requests: bool = True, respond: Responder = post_response_url,
-          interval: float = 1.0, deploy_workers: int = 4, job_workers: int = 8,
-          links: LinkSigner | None = None) -> Runtime:
+def build(
+    service: DeployService,
+    *,
+    token: str,
+    signing_secret: str | None,
+    base_url: str | None = None,
+    client: WebClient | None = None,
+    verify_requests: bool = True,
+    respond: Responder = post_response_url,
+    interval: float = 1.0,
+    deploy_workers: int = 4,
+    job_workers: int = 8,
+    links: LinkSigner | None = None,
+) -> Runtime:
     """Wire a Bolt app to the service. verify_requests=False only for the in-process console adapter.
     `links` signs the log page links (default: from DEPLOYBOT_LINK_SECRET, _TTL and DEPLOYBOT_PUBLIC_URL)."""
     if links is None:
@@ -128,8 +150,12 @@ def build(service: DeployService, *, token: str, signing_secret: str | None, bas
         except ValueError as exc:
             raise SystemExit(f"cannot start: {exc}") from None
     client = client or build_client(token, base_url)
-    app = App(client=client, signing_secret=signing_secret or secrets.token_hex(32),
-              process_before_response=True, request_verification_enabled=verify_requests)
+    app = App(
+        client=client,
+        signing_secret=signing_secret or secrets.token_hex(32),
+        process_before_response=True,
+        request_verification_enabled=verify_requests,
+    )
     deploys = BoundedExecutor(deploy_workers, backlog=deploy_workers * 4, name="deploy")
     acking = AckFirst()
     jobs = BoundedExecutor(job_workers, backlog=200, name="slack-job", before=acking.wait_turn)
@@ -173,8 +199,9 @@ def serve(config: Config, port: int = 3000) -> None:
         log.info("Socket Mode connected; GET /healthz on :%s; metrics on %s", port, metrics_at)
     else:
         log.info("serving on :%s (POST /slack/events, GET /healthz); metrics on %s", port, metrics_at)
-    server = waitress.create_server(runtime.wsgi(slack_over_http=not app_token), host="0.0.0.0", port=port,
-                                    threads=16, ident="deploybot")
+    server = waitress.create_server(
+        runtime.wsgi(slack_over_http=not app_token), host="0.0.0.0", port=port, threads=16, ident="deploybot"
+    )
     grace = float(os.environ.get("DEPLOYBOT_SHUTDOWN_GRACE") or 30)
 
     drained = threading.Event()
@@ -219,6 +246,13 @@ def build_console(service: DeployService, out, interval: float = 0.3):
     from handlers.console import Console, ConsoleWebClient
 
     client = ConsoleWebClient(out)
-    runtime = build(service, token="xoxb-console", signing_secret=None, client=client, verify_requests=False,
-                    respond=client.respond, interval=interval)
+    runtime = build(
+        service,
+        token="xoxb-console",
+        signing_secret=None,
+        client=client,
+        verify_requests=False,
+        respond=client.respond,
+        interval=interval,
+    )
     return Console(runtime, client)

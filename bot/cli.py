@@ -36,20 +36,37 @@ def _environment_names(ctx: typer.Context, incomplete: str) -> list[str]:
     import yaml
 
     try:
-        data = yaml.safe_load(Path(ctx.params.get("config") or os.environ.get("DEPLOYBOT_CONFIG", "deploy.yml"))
-                              .read_text())
+        data = yaml.safe_load(
+            Path(ctx.params.get("config") or os.environ.get("DEPLOYBOT_CONFIG", "deploy.yml")).read_text()
+        )
         return [str(n) for n in data.get("environments") or {} if str(n).startswith(incomplete)]
     except Exception:  # noqa: BLE001 - completion must never print a traceback into the shell
         return []
 
 
 Format = StrEnum("Format", ["csv", "json"])
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="deploy.yml to read (default "
-                                                "$DEPLOYBOT_CONFIG, else ./deploy.yml)")]
-EnvArg = Annotated[str, typer.Argument(help="environment name from deploy.yml, e.g. prod", metavar="ENV",
-                                       autocompletion=_environment_names, show_default=False)]
-AnyEnvArg = Annotated[str | None, typer.Argument(help="environment name from deploy.yml [default: all]", metavar="ENV",
-                                                 autocompletion=_environment_names, show_default=False)]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="deploy.yml to read (default $DEPLOYBOT_CONFIG, else ./deploy.yml)"),
+]
+EnvArg = Annotated[
+    str,
+    typer.Argument(
+        help="environment name from deploy.yml, e.g. prod",
+        metavar="ENV",
+        autocompletion=_environment_names,
+        show_default=False,
+    ),
+]
+AnyEnvArg = Annotated[
+    str | None,
+    typer.Argument(
+        help="environment name from deploy.yml [default: all]",
+        metavar="ENV",
+        autocompletion=_environment_names,
+        show_default=False,
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document (a list of objects) instead of text")]
 
 
@@ -65,8 +82,11 @@ def _show_version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
-                                                help="print the version and exit")] = False) -> None:
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
     pass
 
 
@@ -119,13 +139,19 @@ def _print(what, as_json: bool) -> None:  # one JSON document, or the lines of t
 
 
 @app.command()
-def deploy(env: EnvArg,
-           version: Annotated[str, typer.Argument(help="the version to ship, e.g. v1.2.0", metavar="VERSION")],
-           config: ConfigOpt = None,
-           yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
-           dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan; nothing runs")] = False,
-           override_alarms: Annotated[str, typer.Option(help="start although a CloudWatch alarm of ENV is in ALARM; "
-                                                        "the REASON is audited", metavar="REASON")] = "") -> None:
+def deploy(
+    env: EnvArg,
+    version: Annotated[str, typer.Argument(help="the version to ship, e.g. v1.2.0", metavar="VERSION")],
+    config: ConfigOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan; nothing runs")] = False,
+    override_alarms: Annotated[
+        str,
+        typer.Option(
+            help="start although a CloudWatch alarm of ENV is in ALARM; the REASON is audited", metavar="REASON"
+        ),
+    ] = "",
+) -> None:
     """Deploy VERSION to ENV: preflight, backup, upload, migrate, switch, restart, health, verify, cleanup."""
     from bot.console_progress import following
     from bot.process import interruptible
@@ -144,13 +170,16 @@ def deploy(env: EnvArg,
 
 
 @app.command()
-def rollback(env: EnvArg,
-             version: Annotated[str | None, typer.Argument(help="a release still on the hosts [default: the "
-                                                                "previous good one]", metavar="VERSION")] = None,
-             config: ConfigOpt = None,
-             reason: Annotated[str, typer.Option(help="why (kept in the audit trail)")] = "",
-             restore_db: Annotated[bool, typer.Option("--restore-db", help="also restore its DB backup")] = False,
-             ) -> None:
+def rollback(
+    env: EnvArg,
+    version: Annotated[
+        str | None,
+        typer.Argument(help="a release still on the hosts [default: the previous good one]", metavar="VERSION"),
+    ] = None,
+    config: ConfigOpt = None,
+    reason: Annotated[str, typer.Option(help="why (kept in the audit trail)")] = "",
+    restore_db: Annotated[bool, typer.Option("--restore-db", help="also restore its DB backup")] = False,
+) -> None:
     """Return ENV to the previous good release (or VERSION, if it is still on the hosts)."""
     from bot.console_progress import following
     from bot.process import interruptible
@@ -158,8 +187,11 @@ def rollback(env: EnvArg,
     service = _service(config, changes=True)
     with _answering():
         if service.requests.rollback_options(env).migrations_since and not restore_db:
-            typer.echo("warning: migrations ran since that release; the database was not restored "
-                       "(use --restore-db to restore the backup)", err=True)
+            typer.echo(
+                "warning: migrations ran since that release; the database was not restored "
+                "(use --restore-db to restore the backup)",
+                err=True,
+            )
         with following(service.events, sys.stdout), interruptible(service.runs.stopping):
             dep = service.rollback(env, ACTOR, version, reason=reason, restore_db=restore_db)
     _outcome(dep)
@@ -176,9 +208,12 @@ def status(env: AnyEnvArg = None, config: ConfigOpt = None, as_json: JsonOpt = F
 
 
 @app.command()
-def history(env: AnyEnvArg = None, config: ConfigOpt = None,
-            limit: Annotated[int, typer.Option(min=1, help="how many deployments to show")] = 20,
-            as_json: JsonOpt = False) -> None:
+def history(
+    env: AnyEnvArg = None,
+    config: ConfigOpt = None,
+    limit: Annotated[int, typer.Option(min=1, help="how many deployments to show")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
     """Recent deployments, newest first."""
     from bot import console_progress as show
 
@@ -186,11 +221,16 @@ def history(env: AnyEnvArg = None, config: ConfigOpt = None,
         rows = _service(config).environments.history(env, limit)
     _print(show.history_document(rows) if as_json else show.history_lines(rows), as_json)
 
+
 app.command("logs")(logpage.command)  # one deployment whole; defined beside its web page (bot/logpage.py)
 
+
 @app.command()
-def lock(env: EnvArg, reason: Annotated[str, typer.Option("--reason", "-r", help="why (shown to whoever is refused)")],
-         config: ConfigOpt = None) -> None:
+def lock(
+    env: EnvArg,
+    reason: Annotated[str, typer.Option("--reason", "-r", help="why (shown to whoever is refused)")],
+    config: ConfigOpt = None,
+) -> None:
     """Freeze ENV: no deploy starts until `unlock`."""
     with _answering():
         lk = _service(config, changes=True).locks.lock(env, ACTOR, reason)
@@ -223,29 +263,68 @@ def _opt(flag: str, text: str, metavar: str | None = None, default: bool = False
 
 
 @app.command()
-def init(app_name: Annotated[str | None, _opt("--app", "the app's name (letters, digits, `_.-`)", "NAME")] = None,
-         artifact: Annotated[str | None, _opt("--artifact", "where each version's artifact is: a path on this "
-                                              "machine or an http(s) URL, with {version} in it", "TEMPLATE")] = None,
-         host: Annotated[list[str] | None, _opt("--host", "a target: user@host[:port], or local (this machine); "
-                                                "repeat for several", "HOST")] = None,
-         path: Annotated[str | None, _opt("--path", "base path on each host [default: /srv/NAME]", "PATH")] = None,
-         restart: Annotated[str | None, _opt("--restart", "restart command, run in the new release", "CMD")] = None,
-         health_url: Annotated[str | None, _opt("--health-url", "URL answering JSON with the version; {host} is "
-                                                "each host [default: http://{host}:8000/health]", "URL")] = None,
-         env: Annotated[str, _opt("--env", "the environment's name", "ENV", True)] = "prod",
-         approver: Annotated[list[str] | None, _opt("--approver", "a Slack user (U...) or user group (S...) ID "
-                                                    "approving /deploy in Slack; repeat for several", "ID")] = None,
-         output: Annotated[Path, _opt("--output", "the file to write", "FILE", True)] = Path("deploy.yml"),
-         force: Annotated[bool, _opt("--force", "replace the file if it exists")] = False,
-         yes: Annotated[bool, _opt("--yes", "ask nothing: take the defaults, fail on a missing flag")] = False) -> None:
+def init(
+    app_name: Annotated[str | None, _opt("--app", "the app's name (letters, digits, `_.-`)", "NAME")] = None,
+    artifact: Annotated[
+        str | None,
+        _opt(
+            "--artifact",
+            "where each version's artifact is: a path on this machine or an http(s) URL, with {version} in it",
+            "TEMPLATE",
+        ),
+    ] = None,
+    host: Annotated[
+        list[str] | None,
+        _opt("--host", "a target: user@host[:port], or local (this machine); repeat for several", "HOST"),
+    ] = None,
+    path: Annotated[str | None, _opt("--path", "base path on each host [default: /srv/NAME]", "PATH")] = None,
+    restart: Annotated[str | None, _opt("--restart", "restart command, run in the new release", "CMD")] = None,
+    health_url: Annotated[
+        str | None,
+        _opt(
+            "--health-url",
+            "URL answering JSON with the version; {host} is each host [default: http://{host}:8000/health]",
+            "URL",
+        ),
+    ] = None,
+    env: Annotated[str, _opt("--env", "the environment's name", "ENV", True)] = "prod",
+    approver: Annotated[
+        list[str] | None,
+        _opt(
+            "--approver",
+            "a Slack user (U...) or user group (S...) ID approving /deploy in Slack; repeat for several",
+            "ID",
+        ),
+    ] = None,
+    output: Annotated[Path, _opt("--output", "the file to write", "FILE", True)] = Path("deploy.yml"),
+    force: Annotated[bool, _opt("--force", "replace the file if it exists")] = False,
+    yes: Annotated[bool, _opt("--yes", "ask nothing: take the defaults, fail on a missing flag")] = False,
+) -> None:
     """Write a first deploy.yml from flags, asking for what is missing in a terminal; then check it."""
     from bot import init as setup
 
-    answers = setup.Answers(app=app_name, artifact=artifact, hosts=list(host or []), path=path, restart=restart,
-                            health_url=health_url, env=env, approvers=list(approver or []))
+    answers = setup.Answers(
+        app=app_name,
+        artifact=artifact,
+        hosts=list(host or []),
+        path=path,
+        restart=restart,
+        health_url=health_url,
+        env=env,
+        approvers=list(approver or []),
+    )
     ask = (lambda text, default: typer.prompt(text, default=default)) if sys.stdin.isatty() and not yes else None
-    raise typer.Exit(setup.run(answers, output, force=force, ask=ask, echo=typer.echo, check=_check,
-                               default_config=Path(os.environ.get("DEPLOYBOT_CONFIG", "deploy.yml"))))
+    raise typer.Exit(
+        setup.run(
+            answers,
+            output,
+            force=force,
+            ask=ask,
+            echo=typer.echo,
+            check=_check,
+            default_config=Path(os.environ.get("DEPLOYBOT_CONFIG", "deploy.yml")),
+        )
+    )
 
 
 @audit_app.command("verify")
@@ -270,8 +349,9 @@ def audit_export(fmt: Annotated[Format, typer.Option("--format", "-f", help="out
 
 
 @app.command()
-def demo(workdir: Annotated[Path | None, typer.Option(help="keep the workspace here [default: a new temp folder]")]
-         = None) -> None:
+def demo(
+    workdir: Annotated[Path | None, typer.Option(help="keep the workspace here [default: a new temp folder]")] = None,
+) -> None:
     """A real deploy, approval, progress, auto-rollback, rollback and audit trail on this machine. No Slack needed."""
     import signal
 
@@ -282,8 +362,9 @@ def demo(workdir: Annotated[Path | None, typer.Option(help="keep the workspace h
 
 
 @app.command()
-def serve(port: Annotated[int, typer.Option(help="HTTP port when not in Socket Mode")] = 3000,
-          config: ConfigOpt = None) -> None:
+def serve(
+    port: Annotated[int, typer.Option(help="HTTP port when not in Socket Mode")] = 3000, config: ConfigOpt = None
+) -> None:
     """Run the Slack bot (Socket Mode if SLACK_APP_TOKEN is set, else HTTP)."""
     from bot.app import serve as run_server
 
@@ -292,6 +373,7 @@ def serve(port: Annotated[int, typer.Option(help="HTTP port when not in Socket M
 
 def main() -> None:
     from bot.process import run_then_exit
+
     run_then_exit(lambda: app(prog_name="deploybot"))
 
 

@@ -89,8 +89,9 @@ class HealthCheck(Strict):
 
 class Environment(Strict):
     name: str = ""
-    hosts: list[Annotated[Host, BeforeValidator(lambda h: Host.parse(h) if isinstance(h, str | dict) else h)]] = \
-        Field(default_factory=list)
+    hosts: list[Annotated[Host, BeforeValidator(lambda h: Host.parse(h) if isinstance(h, str | dict) else h)]] = Field(
+        default_factory=list
+    )
     ec2: EC2Hosts | None = Field(default=None, alias="hosts.ec2")  # `hosts: {ec2: ...}`: found when planned
     ssh: SSHOptions = SSHOptions()
     path: str  # base path on each host; may use {name} and host vars
@@ -184,8 +185,10 @@ class App(Strict):
         if is_s3(v):
             check_s3_location(v)
         if is_url(v) and "@" in urlsplit(v).netloc:
-            raise ValueError("credentials in the artifact URL are not supported: they would show in every host's "
-                             "process list and in error messages; use a signed URL")
+            raise ValueError(
+                "credentials in the artifact URL are not supported: they would show in every host's "
+                "process list and in error messages; use a signed URL"
+            )
         return v
 
     @field_validator("upload")
@@ -193,8 +196,9 @@ class App(Strict):
     def _upload(cls, v: str, info: ValidationInfo) -> str:
         artifact = info.data.get("artifact")
         if v == "fetch" and artifact is not None and not (is_url(artifact) or is_s3(artifact)):
-            raise ValueError("fetch needs an http(s) artifact URL (or s3://) the hosts can download; a local path "
-                             "is sent with sftp")
+            raise ValueError(
+                "fetch needs an http(s) artifact URL (or s3://) the hosts can download; a local path is sent with sftp"
+            )
         return v
 
 

@@ -27,34 +27,45 @@ def problems(cfg: Config) -> list[str]:
             known = {"host", "name", *EC2_VARS}
             for field, template in (("path", env.path), ("health.url", env.health.url)):
                 if _placeholders(template) - known:
-                    found.append(f"{at}.{field}: {{{', '.join(sorted(_placeholders(template) - known))}}} is not "
-                                 f"defined for EC2 hosts (they have {', '.join(sorted(known))})")
+                    found.append(
+                        f"{at}.{field}: {{{', '.join(sorted(_placeholders(template) - known))}}} is not "
+                        f"defined for EC2 hosts (they have {', '.join(sorted(known))})"
+                    )
         for i, host in enumerate(env.hosts):
             known = set(host.template_vars())
             for field, template in (("path", env.path), ("health.url", env.health.url)):
                 missing = _placeholders(template) - known
                 if missing:
-                    found.append(f"{at}.{field}: {{{', '.join(sorted(missing))}}} is not defined for hosts[{i}] "
-                                 f"({host.name})")
+                    found.append(
+                        f"{at}.{field}: {{{', '.join(sorted(missing))}}} is not defined for hosts[{i}] ({host.name})"
+                    )
         remote = [h for h in env.hosts if not h.is_local] or env.ec2
         if remote and env.ssh.key_file and not Path(env.ssh.key_file).is_file():
             found.append(f"{at}.ssh.key_file: {env.ssh.key_file} does not exist")
         if remote and not env.ssh.accept_unknown_hosts:
             known_hosts = env.ssh.known_hosts or Path.home() / ".ssh" / "known_hosts"
             if not Path(known_hosts).is_file():
-                found.append(f"{at}.ssh.known_hosts: {known_hosts} does not exist (host keys are verified; "
-                             "set ssh.accept_unknown_hosts: true to opt out)")
+                found.append(
+                    f"{at}.ssh.known_hosts: {known_hosts} does not exist (host keys are verified; "
+                    "set ssh.accept_unknown_hosts: true to opt out)"
+                )
         if env.traffic and (env.strategy.kind != "rolling" or env.strategy.batch_size >= len(env.hosts)):
-            found.append(f"{at}.traffic: draining needs strategy rolling with batches smaller than the "
-                         f"{len(env.hosts)} hosts, so some always stay in service")
+            found.append(
+                f"{at}.traffic: draining needs strategy rolling with batches smaller than the "
+                f"{len(env.hosts)} hosts, so some always stay in service"
+            )
         if env.strategy.kind == "rolling" and env.strategy.batch_size >= len(env.hosts) > 1:
-            found.append(f"{at}.strategy.batch_size: {env.strategy.batch_size} covers every host; use in-place "
-                         "or a smaller batch")
+            found.append(
+                f"{at}.strategy.batch_size: {env.strategy.batch_size} covers every host; use in-place "
+                "or a smaller batch"
+            )
         users = [a for a in env.approval.approvers if not a.startswith("S")]
         groups = [a for a in env.approval.approvers if a.startswith("S")]
         if env.approval.enabled and not groups and env.approval.approvals_required > len(users):
-            found.append(f"{at}.approval.approvals_required: {env.approval.approvals_required} approvals needed "
-                         f"but only {len(users)} approvers listed")
+            found.append(
+                f"{at}.approval.approvals_required: {env.approval.approvals_required} approvals needed "
+                f"but only {len(users)} approvers listed"
+            )
         paths = {env.host_path(h) for h in env.hosts if not _placeholders(env.path) - set(h.template_vars())}
         if len(env.hosts) > 1 and all(h.is_local for h in env.hosts) and len(paths) < len(env.hosts):
             found.append(f"{at}.path: local hosts share one path; put {{name}} in it")
@@ -70,8 +81,10 @@ def _region(cfg: Config) -> list[str]:
 
     if boto3.session.Session().region_name:
         return []
-    return ["aws.region: no AWS region is set (aws.region in deploy.yml, AWS_REGION or AWS_DEFAULT_REGION, or the "
-            "profile's region); EC2, CloudWatch and Secrets Manager need one"]
+    return [
+        "aws.region: no AWS region is set (aws.region in deploy.yml, AWS_REGION or AWS_DEFAULT_REGION, or the "
+        "profile's region); EC2, CloudWatch and Secrets Manager need one"
+    ]
 
 
 def _hosts(env: Environment) -> str:

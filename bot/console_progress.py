@@ -58,8 +58,10 @@ class ConsoleProgress:
 
     def _line(self, e: Event) -> str | None:
         if isinstance(e, DeploymentStarted):
-            return (f"#{e.deployment_id} {e.kind} {e.version} -> {e.environment} on {len(e.hosts)} host(s): "
-                    f"{', '.join(e.hosts)}\n   stages: {' -> '.join(e.stages)}")
+            return (
+                f"#{e.deployment_id} {e.kind} {e.version} -> {e.environment} on {len(e.hosts)} host(s): "
+                f"{', '.join(e.hosts)}\n   stages: {' -> '.join(e.stages)}"
+            )
         if isinstance(e, StageStarted) and e.host is None:
             return f"   … {e.stage}"
         if isinstance(e, StageFinished) and e.host is None:
@@ -147,8 +149,12 @@ class LiveProgress:
         from rich.text import Text
 
         with self._lock:
-            table = Table(title=Text(self.title), title_justify="left", caption_justify="left",
-                          caption=Text("\n".join(self.notes)) if self.notes else None)  # Text: no markup read
+            table = Table(
+                title=Text(self.title),
+                title_justify="left",
+                caption_justify="left",
+                caption=Text("\n".join(self.notes)) if self.notes else None,
+            )  # Text: no markup read
             table.add_column("stage")
             table.add_column("all hosts")
             per_host = 24 + 12 * len(self.hosts) <= self.console.width
@@ -193,24 +199,32 @@ def status_lines(statuses: list[EnvironmentStatus]) -> Iterator[str]:
         yield f"{st.environment}: recorded {st.recorded_version or '-'}" + ("  DRIFT" if st.drift else "")
         for h in st.hosts:
             answer = f"answers {h.answering}" if h.answering else "no health answer"
-            yield (f"  {h.name:<12} {h.address:<16} current {h.release or '-':<12} {answer}"
-                   + (f"  ({h.error})" if h.error else ""))
+            yield (
+                f"  {h.name:<12} {h.address:<16} current {h.release or '-':<12} {answer}"
+                + (f"  ({h.error})" if h.error else "")
+            )
         if st.lock:
             yield f"  lock: {st.lock.holder}: {st.lock.reason}"
         if d := st.in_progress:
-            yield (f"  in progress: #{d.id} {d.kind.value} {d.version} by {d.requested_by} "
-                   f"({d.state.value}, stage {d.meta.get('stage', '-')})")
+            yield (
+                f"  in progress: #{d.id} {d.kind.value} {d.version} by {d.requested_by} "
+                f"({d.state.value}, stage {d.meta.get('stage', '-')})"
+            )
         if d := st.last:
-            yield (f"  last: #{d.id} {d.kind.value} {d.version} by {d.requested_by} "
-                   f"{d.created_at:%Y-%m-%d %H:%M} {d.state.value}")
+            yield (
+                f"  last: #{d.id} {d.kind.value} {d.version} by {d.requested_by} "
+                f"{d.created_at:%Y-%m-%d %H:%M} {d.state.value}"
+            )
 
 
 def history_lines(rows: list[DeploymentRecord]) -> Iterator[str]:
     for d in rows:
         took = f"{d.seconds:.1f}s" if d.seconds is not None else "-"
-        yield (f"#{d.id:<4} {d.created_at:%Y-%m-%d %H:%M:%S} {d.environment:<8} {d.kind.value:<8} "
-               f"{d.version:<10} {d.state.value:<16} {took:>7} {d.requested_by}"
-               + (f"  {d.failed_stage}: {d.error[:80]}" if d.failed_stage else ""))
+        yield (
+            f"#{d.id:<4} {d.created_at:%Y-%m-%d %H:%M:%S} {d.environment:<8} {d.kind.value:<8} "
+            f"{d.version:<10} {d.state.value:<16} {took:>7} {d.requested_by}"
+            + (f"  {d.failed_stage}: {d.error[:80]}" if d.failed_stage else "")
+        )
 
 
 def _iso(moment) -> str | None:
@@ -221,23 +235,48 @@ def deployment_document(d: DeploymentRecord | None, full: bool = False) -> dict 
     """{id, kind, version, state, requested_by, created_at}; `full` adds where, how, when and why it ended."""
     if d is None:
         return None
-    out = {"id": d.id, "kind": d.kind.value, "version": d.version, "state": d.state.value,
-           "requested_by": d.requested_by, "created_at": _iso(d.created_at)}
+    out = {
+        "id": d.id,
+        "kind": d.kind.value,
+        "version": d.version,
+        "state": d.state.value,
+        "requested_by": d.requested_by,
+        "created_at": _iso(d.created_at),
+    }
     if not full:
         return out
-    return {"id": d.id, "environment": d.environment, **out, "via": d.meta.get("via"),
-            "previous_version": d.previous_version, "reason": d.reason, "started_at": _iso(d.started_at),
-            "finished_at": _iso(d.finished_at), "seconds": d.seconds, "failed_stage": d.failed_stage,
-            "failed_host": d.failed_host, "error": d.error}
+    return {
+        "id": d.id,
+        "environment": d.environment,
+        **out,
+        "via": d.meta.get("via"),
+        "previous_version": d.previous_version,
+        "reason": d.reason,
+        "started_at": _iso(d.started_at),
+        "finished_at": _iso(d.finished_at),
+        "seconds": d.seconds,
+        "failed_stage": d.failed_stage,
+        "failed_host": d.failed_host,
+        "error": d.error,
+    }
 
 
 def status_document(statuses: list[EnvironmentStatus]) -> list[dict]:
-    return [{"environment": st.environment, "recorded_version": st.recorded_version, "drift": st.drift,
-             "lock": {"holder": st.lock.holder, "reason": st.lock.reason, "kind": st.lock.kind} if st.lock else None,
-             "in_progress": deployment_document(st.in_progress), "last": deployment_document(st.last),
-             "hosts": [{"name": h.name, "address": h.address, "release": h.release, "answering": h.answering,
-                        "error": h.error} for h in st.hosts]}
-            for st in statuses]
+    return [
+        {
+            "environment": st.environment,
+            "recorded_version": st.recorded_version,
+            "drift": st.drift,
+            "lock": {"holder": st.lock.holder, "reason": st.lock.reason, "kind": st.lock.kind} if st.lock else None,
+            "in_progress": deployment_document(st.in_progress),
+            "last": deployment_document(st.last),
+            "hosts": [
+                {"name": h.name, "address": h.address, "release": h.release, "answering": h.answering, "error": h.error}
+                for h in st.hosts
+            ],
+        }
+        for st in statuses
+    ]
 
 
 def history_document(rows: list[DeploymentRecord]) -> list[dict]:

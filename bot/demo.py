@@ -39,12 +39,16 @@ def build_workspace(root: Path) -> Path:
     hosts = []
     for name in ("web1", "web2"):
         port = _free_port()
-        write_shared_env(root / "hosts" / name / "app" / "shared",
-                         {"PORT": str(port), "DATABASE_URL": "postgres://demo:demo-secret@db.internal/app"})
+        write_shared_env(
+            root / "hosts" / name / "app" / "shared",
+            {"PORT": str(port), "DATABASE_URL": "postgres://demo:demo-secret@db.internal/app"},
+        )
         hosts.append({"host": "local", "name": name, "vars": {"port": port}})
     config = {
-        "app": {"name": "sampleapp",
-                "artifact": str(next(iter(artifacts.values())).parent / "sampleapp-{version}.tar.gz")},
+        "app": {
+            "name": "sampleapp",
+            "artifact": str(next(iter(artifacts.values())).parent / "sampleapp-{version}.tar.gz"),
+        },
         "environments": {
             "prod": {
                 "hosts": hosts,
@@ -52,8 +56,11 @@ def build_workspace(root: Path) -> Path:
                 "production": True,
                 "approval": {"approvers": [PM], "approvals_required": 1},
                 "required_env": ["DATABASE_URL", "PORT"],
-                "backup": {"commands": ['echo "-- dump of $DATABASE_URL" > "$BACKUP_DIR/db.sql"'],
-                           "restore_commands": ['test -s "$BACKUP_DIR/db.sql"'], "keep_count": 3},
+                "backup": {
+                    "commands": ['echo "-- dump of $DATABASE_URL" > "$BACKUP_DIR/db.sql"'],
+                    "restore_commands": ['test -s "$BACKUP_DIR/db.sql"'],
+                    "keep_count": 3,
+                },
                 "migrate": "sh bin/migrate",
                 "restart": "sh bin/restart",
                 "health": {"url": "http://127.0.0.1:{port}/health", "timeout": 5, "interval": 0.1},
@@ -69,8 +76,12 @@ def build_workspace(root: Path) -> Path:
 
 def stop_apps(root: Path) -> None:
     for current in (root / "hosts").glob("*/app/current"):
-        subprocess.run(["sh", "bin/stop"], cwd=current, env={"APP_SHARED": str(current.parent / "shared"),
-                                                              "PATH": "/usr/bin:/bin"}, capture_output=True)
+        subprocess.run(
+            ["sh", "bin/stop"],
+            cwd=current,
+            env={"APP_SHARED": str(current.parent / "shared"), "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+        )
 
 
 def _say(out: TextIO, text: str) -> None:
@@ -105,8 +116,11 @@ def _story(service: DeployService, out: TextIO) -> bool:
     ok = run_story(build_console(service, out), developer=DEVELOPER, pm=PM, good=["v1.0.0", "v1.1.0"], bad="v1.2.0")
     _say(out, "audit trail")
     for event in service.store.audit_events():
-        print(f"  {event.at:%H:%M:%S} {event.actor:<9} {event.action:<22} {event.environment or '':<5} "
-              f"{event.version or '':<7} {event.outcome or ''}", file=out)
+        print(
+            f"  {event.at:%H:%M:%S} {event.actor:<9} {event.action:<22} {event.environment or '':<5} "
+            f"{event.version or '':<7} {event.outcome or ''}",
+            file=out,
+        )
     check = service.store.verify_audit()
     print(f"  audit verify: {check.checked} rows, {'intact' if check.ok else 'TAMPERED'}", file=out)
     return ok and check.ok

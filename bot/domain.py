@@ -39,8 +39,18 @@ class State(StrEnum):
         return self.value.replace("_", " ")
 
 
-FINAL_STATES = frozenset({State.SUCCEEDED, State.REJECTED, State.EXPIRED, State.CANCELLED, State.FAILED,
-                          State.ROLLED_BACK, State.ROLLBACK_FAILED, State.INTERRUPTED})
+FINAL_STATES = frozenset(
+    {
+        State.SUCCEEDED,
+        State.REJECTED,
+        State.EXPIRED,
+        State.CANCELLED,
+        State.FAILED,
+        State.ROLLED_BACK,
+        State.ROLLBACK_FAILED,
+        State.INTERRUPTED,
+    }
+)
 
 
 class Kind(StrEnum):
@@ -50,6 +60,7 @@ class Kind(StrEnum):
 
 class Phase(StrEnum):
     """The named parts of a deployment, in the order of the flow table (bot/engine/flow.py)."""
+
     STARTING = "starting"
     UPDATING = "updating"
     REVERTING = "reverting"  # a rollback's middle: what updating is to a deploy
@@ -77,6 +88,7 @@ class Stage(StrEnum):
 class AuditAction(StrEnum):
     """Everything the audit trail can say. Requests and refusals come from the service; the lifecycle writes
     one row per transition; stage failures and the auto-rollback come from engine events."""
+
     DEPLOY_REQUESTED = "deploy_requested"
     ROLLBACK_REQUESTED = "rollback_requested"
     REFUSED = "refused"
@@ -180,8 +192,10 @@ class LockRecord:
     def describe(self) -> str:
         """Who holds it, since when and why: the sentence a refused requester reads."""
         what = "frozen" if self.kind == "manual" else "locked by a running deployment"
-        return f"{self.environment} is {what}: held by {self.holder} since {self.acquired_at:%Y-%m-%d %H:%M UTC} " \
-               f"({self.reason})"
+        return (
+            f"{self.environment} is {what}: held by {self.holder} since {self.acquired_at:%Y-%m-%d %H:%M UTC} "
+            f"({self.reason})"
+        )
 
 
 class LockHeld(Exception):
@@ -190,8 +204,10 @@ class LockHeld(Exception):
     def __init__(self, lock: LockRecord):
         self.lock = lock
         what = f"deployment #{lock.deployment_id}" if lock.deployment_id is not None else f"a {lock.kind} lock"
-        super().__init__(f"{lock.environment} is locked by {lock.holder} ({what}) since "
-                         f"{lock.acquired_at:%Y-%m-%d %H:%M:%S} UTC: {lock.reason or 'no reason given'}")
+        super().__init__(
+            f"{lock.environment} is locked by {lock.holder} ({what}) since "
+            f"{lock.acquired_at:%Y-%m-%d %H:%M:%S} UTC: {lock.reason or 'no reason given'}"
+        )
 
     def __reduce__(self):  # picklable across processes (the default would re-call __init__ with the message)
         return (LockHeld, (self.lock,))

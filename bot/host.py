@@ -8,8 +8,10 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_HOST = re.compile(r"^(?:(?P<user>[A-Za-z_][A-Za-z0-9_.-]{0,31})@)?"
-                   r"(?P<host>[A-Za-z0-9_.-]{1,253}|\[[0-9a-fA-F:]+\])(?::(?P<port>\d{1,5}))?$")
+_HOST = re.compile(
+    r"^(?:(?P<user>[A-Za-z_][A-Za-z0-9_.-]{0,31})@)?"
+    r"(?P<host>[A-Za-z0-9_.-]{1,253}|\[[0-9a-fA-F:]+\])(?::(?P<port>\d{1,5}))?$"
+)
 
 
 class Strict(BaseModel):
@@ -69,5 +71,3 @@ class SSHOptions(Strict):
     dead_after: float = Field(default=30.0, ge=2, le=600)  # a silent host mid-command is given up after this
     accept_unknown_hosts: bool = False  # explicit opt-in; host keys are verified by default
     parallel: int = Field(default=20, ge=1, le=200)
-
-

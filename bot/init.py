@@ -58,20 +58,32 @@ class Question:
     default: Callable[[Answers], str | None] = lambda _: None
 
     def set(self, answers: Answers, value: str) -> None:
-        setattr(answers, self.name, [h for h in re.split(r"[,\s]+", value) if h] if self.name == "hosts"
-                else value.strip())
+        setattr(
+            answers, self.name, [h for h in re.split(r"[,\s]+", value) if h] if self.name == "hosts" else value.strip()
+        )
 
 
 QUESTIONS = [
     Question("app", "--app", "App name (letters, digits, `_.-`)"),
-    Question("artifact", "--artifact", "Artifact of each version, a path on this machine or an http(s) URL, "
-                                       "with {version} in it"),
+    Question(
+        "artifact",
+        "--artifact",
+        "Artifact of each version, a path on this machine or an http(s) URL, with {version} in it",
+    ),
     Question("hosts", "--host", "Hosts (user@host[:port], or local for this machine; several: comma-separated)"),
-    Question("path", "--path", "Base path on each host (releases/, current, shared/ go there)",
-             lambda a: f"/srv/{a.app}" if a.app else None),
+    Question(
+        "path",
+        "--path",
+        "Base path on each host (releases/, current, shared/ go there)",
+        lambda a: f"/srv/{a.app}" if a.app else None,
+    ),
     Question("restart", "--restart", "Restart command (run inside the new release, with shared/.env exported)"),
-    Question("health_url", "--health-url", "Health URL (answers JSON that includes the version; {host}: the host)",
-             lambda a: "http://127.0.0.1:8000/health" if a.all_local else "http://{host}:8000/health"),
+    Question(
+        "health_url",
+        "--health-url",
+        "Health URL (answers JSON that includes the version; {host}: the host)",
+        lambda a: "http://127.0.0.1:8000/health" if a.all_local else "http://{host}:8000/health",
+    ),
 ]
 
 
@@ -101,9 +113,17 @@ def build(a: Answers) -> dict:
 
 def _flag(location: str, env: str) -> str:
     at = f"environments.{env}"
-    for prefix, flag in (("app.name", "--app"), ("app.", "--artifact"), (f"{at}.hosts", "--host"),
-                         (f"{at}.path", "--path"), (f"{at}.restart", "--restart"), (f"{at}.health", "--health-url"),
-                         (f"{at}.approval", "--approver"), (at, "--host"), ("", "--env")):
+    for prefix, flag in (
+        ("app.name", "--app"),
+        ("app.", "--artifact"),
+        (f"{at}.hosts", "--host"),
+        (f"{at}.path", "--path"),
+        (f"{at}.restart", "--restart"),
+        (f"{at}.health", "--health-url"),
+        (f"{at}.approval", "--approver"),
+        (at, "--host"),
+        ("", "--env"),
+    ):
         if location.startswith(prefix):
             return flag
     return "--env"
@@ -113,9 +133,14 @@ def _own_checks(a: Answers) -> list[str]:
     """What the models accept in a file someone wrote but a flag should not carry."""
     found = []
     at = f"environments.{a.env}"
-    single = [("--app", "app.name", a.app), ("--artifact", "app.artifact", a.artifact),
-              ("--env", "environments", a.env), ("--path", f"{at}.path", a.path),
-              ("--restart", f"{at}.restart", a.restart), ("--health-url", f"{at}.health.url", a.health_url)]
+    single = [
+        ("--app", "app.name", a.app),
+        ("--artifact", "app.artifact", a.artifact),
+        ("--env", "environments", a.env),
+        ("--path", f"{at}.path", a.path),
+        ("--restart", f"{at}.restart", a.restart),
+        ("--health-url", f"{at}.health.url", a.health_url),
+    ]
     single += [("--host", f"{at}.hosts[{i}]", h) for i, h in enumerate(a.hosts)]
     single += [("--approver", f"{at}.approval.approvers[{i}]", s) for i, s in enumerate(a.approvers)]
     for flag, where, value in single:
@@ -123,8 +148,10 @@ def _own_checks(a: Answers) -> list[str]:
             found.append(f"{flag}: {where}: control or bidirectional characters are not allowed")
     for i, who in enumerate(a.approvers):
         if not SLACK_ID.match(who):
-            found.append(f"--approver: {at}.approval.approvers[{i}]: {who!r} is not a Slack user or user group ID "
-                         "(U..., W... or S...)")
+            found.append(
+                f"--approver: {at}.approval.approvers[{i}]: {who!r} is not a Slack user or user group ID "
+                "(U..., W... or S...)"
+            )
     if a.env and not NAME.match(a.env):
         found.append(f"--env: environments: {a.env!r} must be letters, digits, `_.-`")
     if a.artifact:
@@ -133,8 +160,11 @@ def _own_checks(a: Answers) -> list[str]:
         except ValueError as exc:
             found.append(f"--artifact: app.artifact: {exc} (a literal brace is written {{{{ or }}}})")
             fields = set()
-        odd = sorted("{" + n + (f"!{c}" if c else "") + (f":{f}" if f else "") + "}" for n, c, f in fields
-                     if (n, c, f) != ("version", None, ""))
+        odd = sorted(
+            "{" + n + (f"!{c}" if c else "") + (f":{f}" if f else "") + "}"
+            for n, c, f in fields
+            if (n, c, f) != ("version", None, "")
+        )
         if odd:
             found.append(f"--artifact: app.artifact: only {{version}} may be replaced, not {', '.join(odd)}")
     return found
@@ -147,16 +177,22 @@ def validate(a: Answers) -> dict:
     try:
         parse_config(mapping)
     except ConfigError as exc:
-        found += [f"{_flag(p, a.env)}: {p}" for p in exc.problems if not p.startswith("(top level): Value error, "
-                                                                                      "environment name")]
+        found += [
+            f"{_flag(p, a.env)}: {p}"
+            for p in exc.problems
+            if not p.startswith("(top level): Value error, environment name")
+        ]
     if found:
         raise InitError(sorted(set(found), key=found.index))
     return mapping
 
 
 def _yaml(value: object) -> str:
-    return yaml.safe_dump(value, default_flow_style=True, width=float("inf"), allow_unicode=True) \
-        .removesuffix("\n...\n").strip()
+    return (
+        yaml.safe_dump(value, default_flow_style=True, width=float("inf"), allow_unicode=True)
+        .removesuffix("\n...\n")
+        .strip()
+    )
 
 
 def _line(indent: int, key: str, value: object, comment: str = "") -> str:
@@ -195,12 +231,16 @@ def render(mapping: dict, a: Answers) -> str:
         _line(4, "health", env["health"], 'must answer JSON that includes "version"'),
     ]
     if "approval" in env:
-        lines += ["    # In Slack, /deploy waits for one of these to approve (Slack user IDs U..., user groups S...).",
-                  "    # The command line (`deploybot deploy`) is for operators and skips the approval.",
-                  _line(4, "approval", env["approval"])]
+        lines += [
+            "    # In Slack, /deploy waits for one of these to approve (Slack user IDs U..., user groups S...).",
+            "    # The command line (`deploybot deploy`) is for operators and skips the approval.",
+            _line(4, "approval", env["approval"]),
+        ]
     else:
-        lines += ["    # No approval: a /deploy in Slack starts at once. To require one, add",
-                  "    # approval: {approvers: [U024BE7LH]}   (Slack user IDs U..., or user group IDs S...)"]
+        lines += [
+            "    # No approval: a /deploy in Slack starts at once. To require one, add",
+            "    # approval: {approvers: [U024BE7LH]}   (Slack user IDs U..., or user group IDs S...)",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -250,17 +290,30 @@ def next_steps(a: Answers, output: Path, default_config: Path) -> list[str]:
     steps = [f"  1. edit {output} (the project's examples/deploy.yml explains every key)"]
     for host in (Host.parse(h) for h in a.hosts if h != "local"):
         port = f" -p {host.port}" if host.port != 22 else ""
-        steps.append(f"     collect the host key of {host.address}: ssh-keyscan -H{port} {host.address} "
-                     ">> ~/.ssh/known_hosts (and compare its fingerprint)")
+        steps.append(
+            f"     collect the host key of {host.address}: ssh-keyscan -H{port} {host.address} "
+            ">> ~/.ssh/known_hosts (and compare its fingerprint)"
+        )
     if a.artifact and not is_url(a.artifact):
-        steps.append(f"     put each version's artifact where app.artifact says, e.g. "
-                     f"{a.artifact.format(version='v1.0.0')}")
-    return steps + [f"  2. deploybot check-config{config}",
-                    f"  3. deploybot deploy {a.env} VERSION --dry-run{config}   (the plan; nothing runs)"]
+        steps.append(
+            f"     put each version's artifact where app.artifact says, e.g. {a.artifact.format(version='v1.0.0')}"
+        )
+    return steps + [
+        f"  2. deploybot check-config{config}",
+        f"  3. deploybot deploy {a.env} VERSION --dry-run{config}   (the plan; nothing runs)",
+    ]
 
 
-def run(a: Answers, output: Path, *, force: bool, ask: Callable[[str, str | None], str] | None,
-        echo: Callable[..., None], check: Callable[[Path], int], default_config: Path) -> int:
+def run(
+    a: Answers,
+    output: Path,
+    *,
+    force: bool,
+    ask: Callable[[str, str | None], str] | None,
+    echo: Callable[..., None],
+    check: Callable[[Path], int],
+    default_config: Path,
+) -> int:
     """The whole command: complete the answers, write the file, check it, say what comes next. The exit code."""
     lacking = fill(a, ask)
     try:

@@ -34,8 +34,7 @@ def parse_ttl(text: str) -> int:
     """'3600', '90m', '12h', '7d' -> seconds; ValueError on anything else or on zero."""
     m = re.fullmatch(r"\s*([0-9]+)\s*([smhd]?)\s*", text or "")
     if not m or int(m.group(1)) <= 0:
-        raise ValueError(f"DEPLOYBOT_LINK_TTL must be a positive number of seconds or like 30m, 12h, 7d, "
-                         f"not {text!r}")
+        raise ValueError(f"DEPLOYBOT_LINK_TTL must be a positive number of seconds or like 30m, 12h, 7d, not {text!r}")
     return int(m.group(1)) * _UNITS[m.group(2)]
 
 
@@ -56,8 +55,10 @@ class LinkSigner:
             raise ValueError(f"DEPLOYBOT_PUBLIC_URL must be an http(s) URL, not {base!r}")
         signer = cls(secret.encode() if secret else secrets.token_bytes(32), ttl, base, ephemeral=not secret)
         if base and not secret:
-            log.warning("DEPLOYBOT_LINK_SECRET is not set: log links are signed with a random secret and stop "
-                        "working when this process restarts")
+            log.warning(
+                "DEPLOYBOT_LINK_SECRET is not set: log links are signed with a random secret and stop "
+                "working when this process restarts"
+            )
         return signer
 
     def signature(self, deployment_id: int, exp: int) -> str:

@@ -40,37 +40,90 @@ def document(log: DeploymentLog) -> dict:
         row = []
         for host in log.hosts:
             r = cells.get((stage, host))
-            state = ("ok" if r.ok else "failed") if r else "running" if stage == current else \
-                "pending" if waiting else "not run"
-            row.append({"host": host, "state": state, "seconds": round(r.seconds, 2) if r else None,
-                        "exit_code": r.exit_code if r else None})
+            state = (
+                ("ok" if r.ok else "failed")
+                if r
+                else "running"
+                if stage == current
+                else "pending"
+                if waiting
+                else "not run"
+            )
+            row.append(
+                {
+                    "host": host,
+                    "state": state,
+                    "seconds": round(r.seconds, 2) if r else None,
+                    "exit_code": r.exit_code if r else None,
+                }
+            )
         grid.append({"stage": stage, "cells": row})
     return {
-        "id": d.id, "kind": d.kind.value, "version": d.version, "environment": d.environment, "app": d.app,
-        "state": d.state.value, "final": d.state.is_final, "stage": current, "requested_by": d.requested_by,
-        "previous_version": d.previous_version, "reason": redact(d.reason), "created_at": _iso(d.created_at),
-        "started_at": _iso(d.started_at), "finished_at": _iso(d.finished_at), "seconds": d.seconds,
-        "failed_stage": d.failed_stage, "failed_host": d.failed_host, "error": redact(d.error),
-        "approvals": [{"approver": a.approver, "decision": a.decision, "reason": redact(a.reason), "at": _iso(a.at)}
-                      for a in log.approvals],
-        "hosts": log.hosts, "grid": grid,
-        "results": [{"key": f"{r.stage}@{r.host or 'all'}#{n}", "stage": r.stage, "host": r.host, "phase": r.phase,
-                     "ok": r.ok, "exit_code": r.exit_code, "started_at": _iso(r.started_at),
-                     "seconds": round(r.seconds, 2), "error": redact(r.error), "output": output,
-                     "lines": len(output.splitlines())} for r, output, n in log.results],
-        "audit": [{"seq": a.seq, "at": _iso(a.at), "actor": a.actor, "action": a.action, "outcome": a.outcome,
-                   "detail": redact(json.dumps(a.detail, ensure_ascii=False, sort_keys=True)) if a.detail else ""}
-                  for a in log.audit],
+        "id": d.id,
+        "kind": d.kind.value,
+        "version": d.version,
+        "environment": d.environment,
+        "app": d.app,
+        "state": d.state.value,
+        "final": d.state.is_final,
+        "stage": current,
+        "requested_by": d.requested_by,
+        "previous_version": d.previous_version,
+        "reason": redact(d.reason),
+        "created_at": _iso(d.created_at),
+        "started_at": _iso(d.started_at),
+        "finished_at": _iso(d.finished_at),
+        "seconds": d.seconds,
+        "failed_stage": d.failed_stage,
+        "failed_host": d.failed_host,
+        "error": redact(d.error),
+        "approvals": [
+            {"approver": a.approver, "decision": a.decision, "reason": redact(a.reason), "at": _iso(a.at)}
+            for a in log.approvals
+        ],
+        "hosts": log.hosts,
+        "grid": grid,
+        "results": [
+            {
+                "key": f"{r.stage}@{r.host or 'all'}#{n}",
+                "stage": r.stage,
+                "host": r.host,
+                "phase": r.phase,
+                "ok": r.ok,
+                "exit_code": r.exit_code,
+                "started_at": _iso(r.started_at),
+                "seconds": round(r.seconds, 2),
+                "error": redact(r.error),
+                "output": output,
+                "lines": len(output.splitlines()),
+            }
+            for r, output, n in log.results
+        ],
+        "audit": [
+            {
+                "seq": a.seq,
+                "at": _iso(a.at),
+                "actor": a.actor,
+                "action": a.action,
+                "outcome": a.outcome,
+                "detail": redact(json.dumps(a.detail, ensure_ascii=False, sort_keys=True)) if a.detail else "",
+            }
+            for a in log.audit
+        ],
     }
 
 
 # ---- the terminal -------------------------------------------------------------------------------------------
-def command(deployment: Annotated[int, typer.Argument(help="the deployment's number (#12 in Slack and history)",
-                                                      metavar="ID", show_default=False)],
-            config: Annotated[Path | None, typer.Option("--config", "-c", help="deploy.yml to read (default "
-                                                        "$DEPLOYBOT_CONFIG, else ./deploy.yml)")] = None,
-            as_json: Annotated[bool, typer.Option("--json", help="print one JSON document instead of text")] = False,
-            ) -> None:
+def command(
+    deployment: Annotated[
+        int, typer.Argument(help="the deployment's number (#12 in Slack and history)", metavar="ID", show_default=False)
+    ],
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="deploy.yml to read (default $DEPLOYBOT_CONFIG, else ./deploy.yml)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON document instead of text")] = False,
+) -> None:
     """One deployment whole: header, approvals, stages by host, every command's output, its audit rows."""
     from bot import cli
 
@@ -92,10 +145,13 @@ def _cell(c: dict) -> str:
 
 
 def text_lines(doc: dict) -> Iterator[str]:
-    yield f"#{doc['id']} {doc['kind']} {doc['version']} -> {doc['environment']}: {doc['state'].upper()}" + \
-        (f" (stage {doc['stage']})" if doc["stage"] else "")
-    yield (f"requested by {doc['requested_by']}; created {_t(doc['created_at'])}, started {_t(doc['started_at'])}, "
-           f"finished {_t(doc['finished_at'])} ({_secs(doc['seconds'])})")
+    yield f"#{doc['id']} {doc['kind']} {doc['version']} -> {doc['environment']}: {doc['state'].upper()}" + (
+        f" (stage {doc['stage']})" if doc["stage"] else ""
+    )
+    yield (
+        f"requested by {doc['requested_by']}; created {_t(doc['created_at'])}, started {_t(doc['started_at'])}, "
+        f"finished {_t(doc['finished_at'])} ({_secs(doc['seconds'])})"
+    )
     yield f"previous version: {doc['previous_version'] or '-'}" + (f"; reason: {doc['reason']}" * bool(doc["reason"]))
     if doc["failed_stage"]:
         yield f"failed: {doc['failed_stage']} on {doc['failed_host'] or '-'}"
@@ -106,15 +162,19 @@ def text_lines(doc: dict) -> Iterator[str]:
         yield f"  {a['decision']:<8} {a['approver']} {_t(a['at'])}" + (f": {a['reason']}" if a["reason"] else "")
     yield ""
     width = max([5, *(len(r["stage"]) for r in doc["grid"])]) + 2
-    cols = [max(len(h), *(len(_cell(r["cells"][i])) for r in doc["grid"])) + 2 if doc["grid"] else len(h) + 2
-            for i, h in enumerate(doc["hosts"])]
+    cols = [
+        max(len(h), *(len(_cell(r["cells"][i])) for r in doc["grid"])) + 2 if doc["grid"] else len(h) + 2
+        for i, h in enumerate(doc["hosts"])
+    ]
     yield "stage".ljust(width) + "".join(h.ljust(w) for h, w in zip(doc["hosts"], cols, strict=True))
     for r in doc["grid"]:
         yield r["stage"].ljust(width) + "".join(_cell(c).ljust(w) for c, w in zip(r["cells"], cols, strict=True))
     for r in doc["results"]:
         yield ""
-        yield (f"--- {r['stage']} on {r['host'] or 'all hosts'}: {'ok' if r['ok'] else 'FAILED'} in "
-               f"{r['seconds']:.2f}s, exit {r['exit_code'] if r['exit_code'] is not None else '-'} ---")
+        yield (
+            f"--- {r['stage']} on {r['host'] or 'all hosts'}: {'ok' if r['ok'] else 'FAILED'} in "
+            f"{r['seconds']:.2f}s, exit {r['exit_code'] if r['exit_code'] is not None else '-'} ---"
+        )
         if r["error"]:
             yield f"error: {r['error']}"
         yield from (r["output"].rstrip("\n").splitlines() or ["(no output)"])
@@ -130,23 +190,35 @@ def _e(value: object) -> str:
 
 
 def _head(d: dict) -> str:
-    facts = [("requested by", d["requested_by"]), ("previous version", d["previous_version"] or "-"),
-             ("created", _t(d["created_at"])), ("started", _t(d["started_at"])),
-             ("finished", _t(d["finished_at"])), ("took", _secs(d["seconds"]))]
+    facts = [
+        ("requested by", d["requested_by"]),
+        ("previous version", d["previous_version"] or "-"),
+        ("created", _t(d["created_at"])),
+        ("started", _t(d["started_at"])),
+        ("finished", _t(d["finished_at"])),
+        ("took", _secs(d["seconds"])),
+    ]
     if d["reason"]:
         facts.append(("reason", d["reason"]))
     if d["failed_stage"]:
         facts.append(("failed at", f"{d['failed_stage']} on {d['failed_host'] or '-'}"))
     live = "" if d["final"] else '<span class="live">live: updates every second</span>'
-    return (f'<h1>#{d["id"]} {_e(d["kind"])} <b>{_e(d["version"])}</b> → <b>{_e(d["environment"])}</b> '
-            f'<span class="state s-{_e(d["state"])}" id="state">{_e(d["state"].replace("_", " "))}</span>{live}</h1>'
-            '<dl>' + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in facts) + "</dl>"
-            + (f'<pre class="err">{_e(d["error"])}</pre>' if d["error"] else ""))
+    return (
+        f"<h1>#{d['id']} {_e(d['kind'])} <b>{_e(d['version'])}</b> → <b>{_e(d['environment'])}</b> "
+        f'<span class="state s-{_e(d["state"])}" id="state">{_e(d["state"].replace("_", " "))}</span>{live}</h1>'
+        "<dl>"
+        + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in facts)
+        + "</dl>"
+        + (f'<pre class="err">{_e(d["error"])}</pre>' if d["error"] else "")
+    )
 
 
 def _approvals(d: dict) -> str:
-    rows = "".join(f'<li class="{_e(a["decision"])}">{_e(a["decision"])}d by <b>{_e(a["approver"])}</b> at '
-                   f'{_e(_t(a["at"]))}{": " + _e(a["reason"]) if a["reason"] else ""}</li>' for a in d["approvals"])
+    rows = "".join(
+        f'<li class="{_e(a["decision"])}">{_e(a["decision"])}d by <b>{_e(a["approver"])}</b> at '
+        f"{_e(_t(a['at']))}{': ' + _e(a['reason']) if a['reason'] else ''}</li>"
+        for a in d["approvals"]
+    )
     return "<h2>Approvals</h2>" + (f"<ul>{rows}</ul>" if rows else "<p>none</p>")
 
 
@@ -158,9 +230,11 @@ def _grid(d: dict) -> str:
         for c in r["cells"]:
             culprit = " culprit" if (r["stage"], c["host"]) == (d["failed_stage"], d["failed_host"]) else ""
             took = f" {c['seconds']:.{2 if c['seconds'] < 10 else 1}f}s" if c["seconds"] is not None else ""
-            body += (f'<td class="c-{_e(c["state"]).replace(" ", "-")}{culprit}" data-stage="{_e(r["stage"])}" '
-                     f'data-host="{_e(c["host"])}" data-state="{_e(c["state"])}">{MARK[c["state"]]} '
-                     f'{_e(c["state"])}{took}</td>')
+            body += (
+                f'<td class="c-{_e(c["state"]).replace(" ", "-")}{culprit}" data-stage="{_e(r["stage"])}" '
+                f'data-host="{_e(c["host"])}" data-state="{_e(c["state"])}">{MARK[c["state"]]} '
+                f"{_e(c['state'])}{took}</td>"
+            )
         body += "</tr>"
     return f"<h2>Stages by host</h2><table class=grid>{head}{body}</table>"
 
@@ -168,22 +242,29 @@ def _grid(d: dict) -> str:
 def _outputs(d: dict) -> str:
     out = ""
     for r in d["results"]:
-        out += (f'<details id="{_e(r["key"])}" class="{"ok" if r["ok"] else "failed"}"{"" if r["ok"] else " open"}>'
-                f'<summary>{MARK["ok" if r["ok"] else "failed"]} <b>{_e(r["stage"])}</b> on '
-                f'<b>{_e(r["host"] or "all hosts")}</b> · {"ok" if r["ok"] else "failed"} in {r["seconds"]:.2f}s · '
-                f'exit {_e(r["exit_code"] if r["exit_code"] is not None else "-")} · {r["lines"]} '
-                f'line{"" if r["lines"] == 1 else "s"}</summary>'
-                + (f'<pre class="err">{_e(r["error"])}</pre>' if r["error"] else "")
-                + f'<pre class="out">{_e(r["output"]) or "(no output)"}</pre></details>')
+        out += (
+            f'<details id="{_e(r["key"])}" class="{"ok" if r["ok"] else "failed"}"{"" if r["ok"] else " open"}>'
+            f"<summary>{MARK['ok' if r['ok'] else 'failed']} <b>{_e(r['stage'])}</b> on "
+            f"<b>{_e(r['host'] or 'all hosts')}</b> · {'ok' if r['ok'] else 'failed'} in {r['seconds']:.2f}s · "
+            f"exit {_e(r['exit_code'] if r['exit_code'] is not None else '-')} · {r['lines']} "
+            f"line{'' if r['lines'] == 1 else 's'}</summary>"
+            + (f'<pre class="err">{_e(r["error"])}</pre>' if r["error"] else "")
+            + f'<pre class="out">{_e(r["output"]) or "(no output)"}</pre></details>'
+        )
     return "<h2>Output</h2>" + (out or "<p>nothing ran yet</p>")
 
 
 def _audit(d: dict) -> str:
-    rows = "".join(f'<tr><td>#{a["seq"]}</td><td>{_e(_t(a["at"]))}</td><td>{_e(a["actor"])}</td>'
-                   f'<td>{_e(a["action"])}</td><td>{_e(a["outcome"] or "-")}</td><td><code>{_e(a["detail"])}</code>'
-                   f"</td></tr>" for a in d["audit"])
-    return ("<h2>Audit trail</h2><table class=audit><tr><th>seq</th><th>at</th><th>actor</th><th>action</th>"
-            f"<th>outcome</th><th>detail</th></tr>{rows}</table>")
+    rows = "".join(
+        f"<tr><td>#{a['seq']}</td><td>{_e(_t(a['at']))}</td><td>{_e(a['actor'])}</td>"
+        f"<td>{_e(a['action'])}</td><td>{_e(a['outcome'] or '-')}</td><td><code>{_e(a['detail'])}</code>"
+        f"</td></tr>"
+        for a in d["audit"]
+    )
+    return (
+        "<h2>Audit trail</h2><table class=audit><tr><th>seq</th><th>at</th><th>actor</th><th>action</th>"
+        f"<th>outcome</th><th>detail</th></tr>{rows}</table>"
+    )
 
 
 CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:0;padding:1.2em 2em;color:#1d1c1d;background:#fafafa}
@@ -285,12 +366,13 @@ if (document.body.dataset.final !== "1") setTimeout(poll, 1000);
 
 def html_page(doc: dict, nonce: str) -> str:
     title = _e(f"#{doc['id']} {doc['kind']} {doc['version']} → {doc['environment']}: {doc['state']}")
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
-            f'content="width=device-width,initial-scale=1"><meta name="referrer" content="no-referrer">'
-            f'<title>{title}</title><style nonce="{nonce}">{CSS}</style></head>'
-            f'<body data-final="{1 if doc["final"] else 0}" data-state="{_e(doc["state"])}">'
-            f'<header id="head">{_head(doc)}</header><p class="note" id="note"></p>'
-            f'<section id="approvals">{_approvals(doc)}</section><section id="grid">{_grid(doc)}</section>'
-            f'<section id="outputs">{_outputs(doc)}</section><section id="audit">{_audit(doc)}</section>'
-            f'<script nonce="{nonce}">{JS}</script></body></html>')
-
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
+        f'content="width=device-width,initial-scale=1"><meta name="referrer" content="no-referrer">'
+        f'<title>{title}</title><style nonce="{nonce}">{CSS}</style></head>'
+        f'<body data-final="{1 if doc["final"] else 0}" data-state="{_e(doc["state"])}">'
+        f'<header id="head">{_head(doc)}</header><p class="note" id="note"></p>'
+        f'<section id="approvals">{_approvals(doc)}</section><section id="grid">{_grid(doc)}</section>'
+        f'<section id="outputs">{_outputs(doc)}</section><section id="audit">{_audit(doc)}</section>'
+        f'<script nonce="{nonce}">{JS}</script></body></html>'
+    )

@@ -11,14 +11,30 @@ from datetime import UTC, datetime
 
 from bot.redact import redact
 
-FIELDS = ("deployment", "environment", "version", "stage", "host", "transition", "state", "actor", "action",
-          "seconds", "ok", "ref")
+FIELDS = (
+    "deployment",
+    "environment",
+    "version",
+    "stage",
+    "host",
+    "transition",
+    "state",
+    "actor",
+    "action",
+    "seconds",
+    "ok",
+    "ref",
+)
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"at": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-                 "level": record.levelname.lower(), "logger": record.name, "message": redact(record.getMessage())}
+        entry = {
+            "at": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
         for name in FIELDS:
             value = getattr(record, name, None)
             if value is not None:

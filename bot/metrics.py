@@ -28,10 +28,12 @@ class _StateCollector(Collector):
         self.service = service
 
     def collect(self):
-        waiting = GaugeMetricFamily("deploybot_approvals_waiting", "Deployments waiting for approval",
-                                    labels=["environment"])
-        locked = GaugeMetricFamily("deploybot_environment_locked", "1 when the environment is locked",
-                                   labels=["environment", "kind"])
+        waiting = GaugeMetricFamily(
+            "deploybot_approvals_waiting", "Deployments waiting for approval", labels=["environment"]
+        )
+        locked = GaugeMetricFamily(
+            "deploybot_environment_locked", "1 when the environment is locked", labels=["environment", "kind"]
+        )
         pending = self.service.environments.pending()
         locks = {lk.environment: lk for lk in self.service.environments.locks()}
         for env in self.service.config.environments:
@@ -46,18 +48,35 @@ class _StateCollector(Collector):
 class Metrics:
     def __init__(self, service: DeployService):
         self.registry = CollectorRegistry()
-        self.deployments = Counter("deploybot_deployments", "Finished deployments",
-                                   ["environment", "kind", "outcome"], registry=self.registry)
-        self.deployment_seconds = Histogram("deploybot_deployment_duration_seconds", "Deployment wall time",
-                                            ["environment", "kind"], buckets=STAGE_BUCKETS, registry=self.registry)
-        self.stage_seconds = Histogram("deploybot_stage_duration_seconds", "Stage wall time (all hosts of a batch)",
-                                       ["environment", "stage", "ok"], buckets=STAGE_BUCKETS, registry=self.registry)
-        self.ack_seconds = Histogram("deploybot_slack_ack_seconds", "Time to answer a Slack request",
-                                     ["status"], buckets=ACK_BUCKETS, registry=self.registry)
+        self.deployments = Counter(
+            "deploybot_deployments", "Finished deployments", ["environment", "kind", "outcome"], registry=self.registry
+        )
+        self.deployment_seconds = Histogram(
+            "deploybot_deployment_duration_seconds",
+            "Deployment wall time",
+            ["environment", "kind"],
+            buckets=STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self.stage_seconds = Histogram(
+            "deploybot_stage_duration_seconds",
+            "Stage wall time (all hosts of a batch)",
+            ["environment", "stage", "ok"],
+            buckets=STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self.ack_seconds = Histogram(
+            "deploybot_slack_ack_seconds",
+            "Time to answer a Slack request",
+            ["status"],
+            buckets=ACK_BUCKETS,
+            registry=self.registry,
+        )
         self.registry.register(_StateCollector(service))
         ProcessCollector(registry=self.registry)  # memory, CPU, open files of this process
         Info("deploybot_build", "The running deploybot", registry=self.registry).info(
-            {"version": _version(), "python": platform.python_version()})
+            {"version": _version(), "python": platform.python_version()}
+        )
         self._running: dict[int, tuple[str, str]] = {}
         self._lock = threading.Lock()
         service.events.subscribe(self)

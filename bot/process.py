@@ -37,12 +37,17 @@ def run_then_exit(command: Callable[[], object]) -> None:
 def interruptible(stopping: threading.Event) -> Iterator[None]:
     """The first Ctrl-C (or SIGTERM) asks the running deploy to stop at its next stage boundary, revert what
     switched and record its end; a second one quits at once (the deployment is then taken over later)."""
+
     def stop(signum: int, _frame: object) -> None:
         if stopping.is_set():
             raise KeyboardInterrupt
         stopping.set()
-        print("\nstopping at the next stage boundary (what switched is reverted); again to quit now",
-              file=sys.stderr, flush=True)
+        print(
+            "\nstopping at the next stage boundary (what switched is reverted); again to quit now",
+            file=sys.stderr,
+            flush=True,
+        )
+
     before = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield

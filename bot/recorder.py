@@ -27,19 +27,42 @@ class StoreRecorder:
         if isinstance(event, StageStarted) and event.host is None:
             self.store.update_meta(event.deployment_id, stage=event.stage)
         elif isinstance(event, StageFinished) and event.host is not None:
-            log.log(logging.INFO if event.ok else logging.WARNING, "#%s %s on %s: %s", event.deployment_id,
-                    event.stage, event.host, "ok" if event.ok else event.error,
-                    extra={"deployment": event.deployment_id, "stage": event.stage, "host": event.host,
-                           "ok": event.ok, "seconds": round(event.seconds, 3)})
+            log.log(
+                logging.INFO if event.ok else logging.WARNING,
+                "#%s %s on %s: %s",
+                event.deployment_id,
+                event.stage,
+                event.host,
+                "ok" if event.ok else event.error,
+                extra={
+                    "deployment": event.deployment_id,
+                    "stage": event.stage,
+                    "host": event.host,
+                    "ok": event.ok,
+                    "seconds": round(event.seconds, 3),
+                },
+            )
             self.store.record_stage(
-                event.deployment_id, stage=event.stage, host=event.host,
+                event.deployment_id,
+                stage=event.stage,
+                host=event.host,
                 phase="revert" if event.stage == "revert" else "forward",
-                started_at=event.at - timedelta(seconds=event.seconds), ended_at=event.at,
-                ok=event.ok, exit_code=event.exit_code, excerpt=event.excerpt, error=event.error,
+                started_at=event.at - timedelta(seconds=event.seconds),
+                ended_at=event.at,
+                ok=event.ok,
+                exit_code=event.exit_code,
+                excerpt=event.excerpt,
+                error=event.error,
                 output=event.output,
             )
         elif isinstance(event, StageFinished) and not event.ok:
             dep = self.store.get(event.deployment_id)
-            self.store.audit(actor=dep.requested_by, action=AuditAction.STAGE_FAILED, environment=dep.environment,
-                             version=dep.version, outcome="failed", deployment_id=dep.id,
-                             detail={"stage": event.stage, "error": event.error})
+            self.store.audit(
+                actor=dep.requested_by,
+                action=AuditAction.STAGE_FAILED,
+                environment=dep.environment,
+                version=dep.version,
+                outcome="failed",
+                deployment_id=dep.id,
+                detail={"stage": event.stage, "error": event.error},
+            )

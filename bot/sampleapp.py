@@ -96,7 +96,7 @@ server.server_close()  # stop accepting, then let every request in flight finish
 print(f"sampleapp {VERSION} stopped after its requests in flight", flush=True)
 '''.replace("__STALE__", STALE_VERSION)
 
-STOP_SH = r'''#!/bin/sh
+STOP_SH = r"""#!/bin/sh
 # Stop the app whose pid is in $APP_SHARED/app.pid. Fast on purpose: a zombie (state Z) or a missing pid
 # counts as stopped, because init reaps late on these machines and waiting for kill -0 to fail wastes seconds.
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -116,9 +116,9 @@ gone || kill -9 "$pid" 2>/dev/null
 [ -n "$PORT" ] || exit 0
 while listening && [ $i -lt 200 ]; do sleep 0.01; i=$((i + 1)); done
 exit 0
-'''
+"""
 
-RESTART_SH = r'''#!/bin/sh
+RESTART_SH = r"""#!/bin/sh
 # Stop the previous process, start this release detached, record its pid, return at once:
 # the deploy engine polls /health itself.
 set -e
@@ -129,9 +129,9 @@ sh "$here/bin/stop"
 cd "$here"
 setsid nohup python3 app.py >>"$shared/app.log" 2>&1 </dev/null &
 echo $! > "$shared/app.pid"
-'''
+"""
 
-MIGRATE_SH = r'''#!/bin/sh
+MIGRATE_SH = r"""#!/bin/sh
 # Record that this version's migrations ran (tests read migrations.log), or fail as migrate_fails does.
 here=$(cd "$(dirname "$0")/.." && pwd)
 version=$(cat "$here/VERSION")
@@ -142,7 +142,7 @@ fi
 shared="${APP_SHARED:-$here/shared}"
 mkdir -p "$shared"
 echo "$version" >> "$shared/migrations.log"
-'''
+"""
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
@@ -171,8 +171,9 @@ def build_artifact(dest: Path, app_name: str, version: str, behaviour: str = "ok
     return path
 
 
-def build_artifacts(dest: Path, versions: dict[str, str], app_name: str = "sampleapp",
-                    size_bytes: int = 0) -> dict[str, Path]:
+def build_artifacts(
+    dest: Path, versions: dict[str, str], app_name: str = "sampleapp", size_bytes: int = 0
+) -> dict[str, Path]:
     """{version: behaviour} -> {version: tarball path}."""
     return {v: build_artifact(dest, app_name, v, b, size_bytes) for v, b in versions.items()}
 

@@ -60,9 +60,16 @@ class AckFirst:
                 self._changed.wait(min(deadline - now, self.quiet))
 
 
-def make_wsgi(app: App, metrics: Metrics, healthy: Callable[[], dict], *, slack_over_http: bool = True,
-              acking: AckFirst | None = None, read_log: Callable[[int], DeploymentLog] | None = None,
-              links: LinkSigner | None = None) -> Callable:
+def make_wsgi(
+    app: App,
+    metrics: Metrics,
+    healthy: Callable[[], dict],
+    *,
+    slack_over_http: bool = True,
+    acking: AckFirst | None = None,
+    read_log: Callable[[int], DeploymentLog] | None = None,
+    links: LinkSigner | None = None,
+) -> Callable:
     """slack_over_http=False (Socket Mode): Slack's events arrive over the WebSocket and there is no signing secret
     to check HTTP requests against, so the Slack path is not served at all. Log pages are served when both
     `read_log` and `links` are given."""
@@ -97,8 +104,14 @@ def make_wsgi(app: App, metrics: Metrics, healthy: Callable[[], dict], *, slack_
     return wsgi
 
 
-def log_page(environ: dict, start_response: Callable, deployment_id: int, as_json: bool,
-             read_log: Callable[[int], DeploymentLog], links: LinkSigner) -> list[bytes]:
+def log_page(
+    environ: dict,
+    start_response: Callable,
+    deployment_id: int,
+    as_json: bool,
+    read_log: Callable[[int], DeploymentLog],
+    links: LinkSigner,
+) -> list[bytes]:
     """A forged, altered or expired link shows nothing (403) and says nothing about the deployment; only a
     valid link learns whether the deployment exists (404)."""
     try:
@@ -109,29 +122,51 @@ def log_page(environ: dict, start_response: Callable, deployment_id: int, as_jso
     nonce = secrets.token_urlsafe(16)
     private = [("Cache-Control", "no-store"), ("Referrer-Policy", "no-referrer"), ("X-Content-Type-Options", "nosniff")]
     if not links.check(deployment_id, exp, sig):
-        return _answer(start_response, "403 Forbidden", b"This link is invalid or has expired. Open the deployment "
-                       b"from its Slack message for a fresh one.\n", "text/plain; charset=utf-8", private)
+        return _answer(
+            start_response,
+            "403 Forbidden",
+            b"This link is invalid or has expired. Open the deployment from its Slack message for a fresh one.\n",
+            "text/plain; charset=utf-8",
+            private,
+        )
     try:
         doc = logpage.document(read_log(deployment_id))
     except Refused:
-        return _answer(start_response, "404 Not Found", b"No such deployment.\n", "text/plain; charset=utf-8",
-                       private)
+        return _answer(start_response, "404 Not Found", b"No such deployment.\n", "text/plain; charset=utf-8", private)
     if as_json:
-        return _answer(start_response, "200 OK", json.dumps(doc, ensure_ascii=False).encode(),
-                       "application/json; charset=utf-8", private)
-    return _answer(start_response, "200 OK", logpage.html_page(doc, nonce).encode(), "text/html; charset=utf-8",
-                   page_headers(nonce))
+        return _answer(
+            start_response,
+            "200 OK",
+            json.dumps(doc, ensure_ascii=False).encode(),
+            "application/json; charset=utf-8",
+            private,
+        )
+    return _answer(
+        start_response,
+        "200 OK",
+        logpage.html_page(doc, nonce).encode(),
+        "text/html; charset=utf-8",
+        page_headers(nonce),
+    )
 
 
 def page_headers(nonce: str) -> list[tuple[str, str]]:
     """Nothing runs on the page but its own inline style and script, which may fetch only its JSON."""
-    csp = (f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; connect-src 'self'; "
-           "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-    return [("Content-Security-Policy", csp), ("Referrer-Policy", "no-referrer"), ("Cache-Control", "no-store"),
-            ("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY")]
+    csp = (
+        f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; connect-src 'self'; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+    return [
+        ("Content-Security-Policy", csp),
+        ("Referrer-Policy", "no-referrer"),
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+    ]
 
 
-def _answer(start_response: Callable, status: str, body: bytes, content_type: str,
-            headers: list[tuple[str, str]] = ()) -> list[bytes]:
+def _answer(
+    start_response: Callable, status: str, body: bytes, content_type: str, headers: list[tuple[str, str]] = ()
+) -> list[bytes]:
     start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body))), *headers])
     return [body]

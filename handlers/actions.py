@@ -85,15 +85,21 @@ def approve(bot: Bot, user: str, channel: str, dep_id: int) -> None:
         return _refused(bot, channel, user, dep_id, exc)
     bot.board.refresh(dep_id)
     if not result.started and result.deployment.state is State.PENDING_APPROVAL:
-        bot.ephemeral(channel, user, f"Your approval of #{dep_id} is recorded ({result.approvals}/{result.needed}); "
-                                     "waiting for another approver.")
+        bot.ephemeral(
+            channel,
+            user,
+            f"Your approval of #{dep_id} is recorded ({result.approvals}/{result.needed}); "
+            "waiting for another approver.",
+        )
 
 
 def open_reject(bot: Bot, user: str, channel: str, dep_id: int, trigger_id: str) -> None:
     try:
         dep, groups = _caller(bot, user, dep_id)
-        if not bot.service.approvals.can_approve(dep.environment, user, groups) \
-                or dep.state is not State.PENDING_APPROVAL:
+        if (
+            not bot.service.approvals.can_approve(dep.environment, user, groups)
+            or dep.state is not State.PENDING_APPROVAL
+        ):
             bot.service.approvals.reject(dep_id, user, groups=groups)  # refuses, and audits the attempt
     except Refused as exc:
         return _refused(bot, channel, user, dep_id, exc)
@@ -133,8 +139,9 @@ def rollback_submit(bot: Bot, ack: Ack, user: str, view: dict) -> None:
         ack(response_action="errors", errors={"reason": "Say why: it goes into the audit trail."})
         return
     try:
-        dep = bot.service.requests.rollback(env, user, version, reason=reason, restore_db=restore_db,
-                                            meta={"slack_channel": channel})
+        dep = bot.service.requests.rollback(
+            env, user, version, reason=reason, restore_db=restore_db, meta={"slack_channel": channel}
+        )
     except Refused as exc:
         ack(response_action="errors", errors={"reason": str(exc)[:150]})
         return

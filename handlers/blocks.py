@@ -16,13 +16,23 @@ from bot.redact import redact
 from bot.service import EnvironmentStatus, RollbackOptions
 from handlers.checklist import DONE, FAILED, PENDING, RUNNING, SKIPPED, Checklist
 
-MARK = {DONE: ":white_check_mark:", RUNNING: ":hourglass_flowing_sand:", PENDING: ":white_circle:",
-        FAILED: ":x:", SKIPPED: ":heavy_minus_sign:"}
-OUTCOME = {State.SUCCEEDED: ":rocket: Succeeded", State.FAILED: ":x: Failed",
-           State.ROLLED_BACK: ":leftwards_arrow_with_hook: Failed and rolled back",
-           State.ROLLBACK_FAILED: ":rotating_light: Failed, and the automatic rollback failed",
-           State.CANCELLED: ":no_entry_sign: Cancelled", State.INTERRUPTED: ":warning: Interrupted (the bot stopped)",
-           State.REJECTED: ":no_entry: Rejected", State.EXPIRED: ":hourglass: Expired"}
+MARK = {
+    DONE: ":white_check_mark:",
+    RUNNING: ":hourglass_flowing_sand:",
+    PENDING: ":white_circle:",
+    FAILED: ":x:",
+    SKIPPED: ":heavy_minus_sign:",
+}
+OUTCOME = {
+    State.SUCCEEDED: ":rocket: Succeeded",
+    State.FAILED: ":x: Failed",
+    State.ROLLED_BACK: ":leftwards_arrow_with_hook: Failed and rolled back",
+    State.ROLLBACK_FAILED: ":rotating_light: Failed, and the automatic rollback failed",
+    State.CANCELLED: ":no_entry_sign: Cancelled",
+    State.INTERRUPTED: ":warning: Interrupted (the bot stopped)",
+    State.REJECTED: ":no_entry: Rejected",
+    State.EXPIRED: ":hourglass: Expired",
+}
 Blocks = list[dict]
 
 
@@ -54,9 +64,13 @@ def button(text: str, action_id: str, value: str, style: str | None = None, conf
 
 
 def confirm(title: str, text: str, yes: str, style: str = "danger") -> dict:
-    return {"title": {"type": "plain_text", "text": title}, "text": {"type": "mrkdwn", "text": text},
-            "confirm": {"type": "plain_text", "text": yes}, "deny": {"type": "plain_text", "text": "Cancel"},
-            "style": style}
+    return {
+        "title": {"type": "plain_text", "text": title},
+        "text": {"type": "mrkdwn", "text": text},
+        "confirm": {"type": "plain_text", "text": yes},
+        "deny": {"type": "plain_text", "text": "Cancel"},
+        "style": style,
+    }
 
 
 def ephemeral(text: str) -> dict:
@@ -84,8 +98,13 @@ def thread_text(lines: list[str], link: str | None = None) -> str:
     return f":page_facing_up: {log_link(link)}: every stage on every host, with its output\n{text}" if link else text
 
 
-def deployment_message(dep: DeploymentRecord, env: Environment | None, approvals: Iterable[ApprovalRecord] = (),
-                       checklist: Checklist | None = None, link: str | None = None) -> tuple[str, Blocks]:
+def deployment_message(
+    dep: DeploymentRecord,
+    env: Environment | None,
+    approvals: Iterable[ApprovalRecord] = (),
+    checklist: Checklist | None = None,
+    link: str | None = None,
+) -> tuple[str, Blocks]:
     """One message per deployment, redrawn whole at each state: the approval request becomes the checklist.
     `link`: the deployment's log page, shown once it has started."""
     approvals = list(approvals)
@@ -95,8 +114,10 @@ def deployment_message(dep: DeploymentRecord, env: Environment | None, approvals
     blocks: Blocks = [section(head)]
     if dep.state is State.PENDING_APPROVAL:
         blocks += _request(dep, env, approvals)
-        text = f"{user(dep.requested_by)} asks to {'roll back' if dep.kind is Kind.ROLLBACK else 'deploy'} " \
-               f"{esc(dep.version)} to {esc(dep.environment)}: waiting for approval"
+        text = (
+            f"{user(dep.requested_by)} asks to {'roll back' if dep.kind is Kind.ROLLBACK else 'deploy'} "
+            f"{esc(dep.version)} to {esc(dep.environment)}: waiting for approval"
+        )
         return text, blocks
     approved = [a for a in approvals if a.decision == "approve"]
     if approved:
@@ -115,27 +136,51 @@ def deployment_message(dep: DeploymentRecord, env: Environment | None, approvals
         if dep.state in (State.ROLLBACK_FAILED, State.INTERRUPTED) and dep.kind is Kind.DEPLOY:
             # only where hosts may be left on mixed versions: after an automatic rollback (or a failure before
             # any switch) every host serves the previous release already, and a button would invite a second one
-            blocks.append({"type": "actions", "block_id": f"done-{dep.id}", "elements": [
-                button("Roll back", "rollback_open", dep.environment, "danger")]})
+            blocks.append(
+                {
+                    "type": "actions",
+                    "block_id": f"done-{dep.id}",
+                    "elements": [button("Roll back", "rollback_open", dep.environment, "danger")],
+                }
+            )
         return f"#{dep.id} {dep.environment} {dep.version}: {dep.state.value.replace('_', ' ')}", blocks
     stage = (checklist.current_stage if checklist else None) or dep.meta.get("stage") or "starting"
     status = "queued" if dep.state is State.APPROVED else f"running: {stage}"
     if dep.meta.get("abort_requested_by"):
         status += f" (abort requested by {user(str(dep.meta['abort_requested_by']))})"
     blocks.append(context(f":hourglass_flowing_sand: {esc(status)}"))
-    blocks.append({"type": "actions", "block_id": f"running-{dep.id}", "elements": [
-        button("Abort & roll back", "abort", str(dep.id), "danger",
-               confirm("Abort this deployment?", "It stops at the next stage boundary and the hosts that "
-                       "switched go back to their previous release.", "Abort"))]})
+    blocks.append(
+        {
+            "type": "actions",
+            "block_id": f"running-{dep.id}",
+            "elements": [
+                button(
+                    "Abort & roll back",
+                    "abort",
+                    str(dep.id),
+                    "danger",
+                    confirm(
+                        "Abort this deployment?",
+                        "It stops at the next stage boundary and the hosts that "
+                        "switched go back to their previous release.",
+                        "Abort",
+                    ),
+                )
+            ],
+        }
+    )
     return f"#{dep.id} {dep.environment} {dep.version}: {status}", blocks
 
 
 def _request(dep: DeploymentRecord, env: Environment | None, approvals: list[ApprovalRecord]) -> Blocks:
     hosts_now: dict = dep.meta.get("hosts_now") or {}
-    lines = [f"• `{esc(h)}`: {esc(hosts_now.get(h) or 'nothing')} → *{esc(dep.version)}*"
-             for h in dep.meta.get("hosts", [])]
-    fields = [f"*Requester*\n{user(dep.requested_by)}", f"*Environment*\n{esc(dep.environment)}"
-              + (" (production)" if env and env.production else "")]
+    lines = [
+        f"• `{esc(h)}`: {esc(hosts_now.get(h) or 'nothing')} → *{esc(dep.version)}*" for h in dep.meta.get("hosts", [])
+    ]
+    fields = [
+        f"*Requester*\n{user(dep.requested_by)}",
+        f"*Environment*\n{esc(dep.environment)}" + (" (production)" if env and env.production else ""),
+    ]
     needed = 1
     if env:
         s = env.strategy
@@ -147,16 +192,33 @@ def _request(dep: DeploymentRecord, env: Environment | None, approvals: list[App
     blocks: Blocks = [
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
         section("*Hosts*\n" + ("\n".join(lines) or "-")),
-        context(f"Approvals: {len(got)}/{needed}" + (f" ({', '.join(user(a) for a in got)})" if got else "")
-                + f" · expires <!date^{int(expires.timestamp())}^{{time}}|{expires:%H:%M} UTC>"),
+        context(
+            f"Approvals: {len(got)}/{needed}"
+            + (f" ({', '.join(user(a) for a in got)})" if got else "")
+            + f" · expires <!date^{int(expires.timestamp())}^{{time}}|{expires:%H:%M} UTC>"
+        ),
     ]
     production = bool(env and env.production)
-    approve_confirm = confirm(f"Approve on {dep.environment}?",
-                              f"This deploys *{esc(dep.version)}* to production *{esc(dep.environment)}*.",
-                              "Approve", "primary") if production else None
-    blocks.append({"type": "actions", "block_id": f"approval-{dep.id}", "elements": [
-        button("Approve", "approve", str(dep.id), "primary", approve_confirm),
-        button("Reject", "reject", str(dep.id), "danger")]})
+    approve_confirm = (
+        confirm(
+            f"Approve on {dep.environment}?",
+            f"This deploys *{esc(dep.version)}* to production *{esc(dep.environment)}*.",
+            "Approve",
+            "primary",
+        )
+        if production
+        else None
+    )
+    blocks.append(
+        {
+            "type": "actions",
+            "block_id": f"approval-{dep.id}",
+            "elements": [
+                button("Approve", "approve", str(dep.id), "primary", approve_confirm),
+                button("Reject", "reject", str(dep.id), "danger"),
+            ],
+        }
+    )
     return blocks
 
 
@@ -209,17 +271,23 @@ def _status_text(st: EnvironmentStatus) -> str:
     lines = [f"*{esc(st.environment)}*: {esc(st.recorded_version or 'nothing deployed yet')}{drift}"]
     for h in st.hosts:
         answer = f"answers {esc(h.answering)}" if h.answering else "no health answer"
-        lines.append(f"• `{esc(h.name)}` current {esc(h.release or '-')}, {answer}"
-                     + (f" ({esc(h.error, 200)})" if h.error else ""))
+        lines.append(
+            f"• `{esc(h.name)}` current {esc(h.release or '-')}, {answer}"
+            + (f" ({esc(h.error, 200)})" if h.error else "")
+        )
     if st.in_progress:
         d = st.in_progress
         stage = esc(d.meta.get("stage", "-"))
-        lines.append(f":hourglass_flowing_sand: in progress: #{d.id} {d.kind.value} {esc(d.version)} by "
-                     f"{user(d.requested_by)} ({d.state.value.replace('_', ' ')}, stage {stage})")
+        lines.append(
+            f":hourglass_flowing_sand: in progress: #{d.id} {d.kind.value} {esc(d.version)} by "
+            f"{user(d.requested_by)} ({d.state.value.replace('_', ' ')}, stage {stage})"
+        )
     if st.last:
         d = st.last
-        lines.append(f"Last: #{d.id} {d.kind.value} {esc(d.version)} by {user(d.requested_by)} "
-                     f"{_when(d.finished_at or d.created_at)}: {d.state.value.replace('_', ' ')}")
+        lines.append(
+            f"Last: #{d.id} {d.kind.value} {esc(d.version)} by {user(d.requested_by)} "
+            f"{_when(d.finished_at or d.created_at)}: {d.state.value.replace('_', ' ')}"
+        )
     if st.lock:
         lines.append(f":lock: locked by {user(st.lock.holder)}: {esc(st.lock.reason, 300)}")
     return "\n".join(lines)
@@ -235,8 +303,10 @@ def history_text(rows: list[DeploymentRecord]) -> str:
     lines = []
     for d in rows:
         tail = f" ({esc(d.failed_stage)} on {esc(d.failed_host or '-')})" if d.failed_stage else ""
-        lines.append(f"#{d.id} {_when(d.created_at)} *{esc(d.environment)}* {d.kind.value} {esc(d.version)} "
-                     f"{d.state.value.replace('_', ' ')} {_secs(d.seconds)} by {user(d.requested_by)}{tail}")
+        lines.append(
+            f"#{d.id} {_when(d.created_at)} *{esc(d.environment)}* {d.kind.value} {esc(d.version)} "
+            f"{d.state.value.replace('_', ' ')} {_secs(d.seconds)} by {user(d.requested_by)}{tail}"
+        )
     return "\n".join(lines)
 
 
@@ -244,38 +314,78 @@ def history_text(rows: list[DeploymentRecord]) -> str:
 def rollback_modal(options: RollbackOptions, channel: str, version: str | None = None) -> dict:
     choices = list(dict.fromkeys([v for v in (version, options.previous_good) if v] + options.available))[:100]
     initial = version or options.previous_good
-    select: dict = {"type": "static_select", "action_id": "version",
-                    "options": [{"text": {"type": "plain_text", "text": v[:75]}, "value": v} for v in choices]}
+    select: dict = {
+        "type": "static_select",
+        "action_id": "version",
+        "options": [{"text": {"type": "plain_text", "text": v[:75]}, "value": v} for v in choices],
+    }
     if initial:
         select["initial_option"] = {"text": {"type": "plain_text", "text": initial[:75]}, "value": initial}
     blocks: Blocks = [
         section(f"Roll back *{esc(options.environment)}* from *{esc(options.current or 'unknown')}*."),
-        {"type": "input", "block_id": "version", "label": {"type": "plain_text", "text": "Target version"},
-         "element": select},
-        {"type": "input", "block_id": "reason", "label": {"type": "plain_text", "text": "Reason"},
-         "element": {"type": "plain_text_input", "action_id": "reason", "multiline": True, "max_length": 500}},
+        {
+            "type": "input",
+            "block_id": "version",
+            "label": {"type": "plain_text", "text": "Target version"},
+            "element": select,
+        },
+        {
+            "type": "input",
+            "block_id": "reason",
+            "label": {"type": "plain_text", "text": "Reason"},
+            "element": {"type": "plain_text_input", "action_id": "reason", "multiline": True, "max_length": 500},
+        },
     ]
     if options.migrations_since:
-        blocks.append(section(":warning: The deploy being undone ran database migrations. The old release may "
-                              "not work with the migrated schema; restoring the database backup loses the writes "
-                              "made since."))
-        blocks.append({"type": "input", "block_id": "restore_db", "optional": True,
-                       "label": {"type": "plain_text", "text": "Database"},
-                       "element": {"type": "checkboxes", "action_id": "restore_db", "options": [
-                           {"text": {"type": "plain_text", "text": "Also restore the database backup"},
-                            "value": "yes"}]}})
-    return {"type": "modal", "callback_id": "rollback_submit",
-            "private_metadata": json.dumps({"env": options.environment, "channel": channel}),
-            "title": {"type": "plain_text", "text": "Roll back"}, "submit": {"type": "plain_text", "text": "Roll back"},
-            "close": {"type": "plain_text", "text": "Cancel"}, "blocks": blocks}
+        blocks.append(
+            section(
+                ":warning: The deploy being undone ran database migrations. The old release may "
+                "not work with the migrated schema; restoring the database backup loses the writes "
+                "made since."
+            )
+        )
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": "restore_db",
+                "optional": True,
+                "label": {"type": "plain_text", "text": "Database"},
+                "element": {
+                    "type": "checkboxes",
+                    "action_id": "restore_db",
+                    "options": [
+                        {"text": {"type": "plain_text", "text": "Also restore the database backup"}, "value": "yes"}
+                    ],
+                },
+            }
+        )
+    return {
+        "type": "modal",
+        "callback_id": "rollback_submit",
+        "private_metadata": json.dumps({"env": options.environment, "channel": channel}),
+        "title": {"type": "plain_text", "text": "Roll back"},
+        "submit": {"type": "plain_text", "text": "Roll back"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": blocks,
+    }
 
 
 def reject_modal(dep: DeploymentRecord, channel: str) -> dict:
-    return {"type": "modal", "callback_id": "reject_submit",
-            "private_metadata": json.dumps({"deployment": dep.id, "channel": channel}),
-            "title": {"type": "plain_text", "text": "Reject deployment"},
-            "submit": {"type": "plain_text", "text": "Reject"}, "close": {"type": "plain_text", "text": "Cancel"},
-            "blocks": [section(f"Reject {_title(dep)} requested by {user(dep.requested_by)}?"),
-                       {"type": "input", "block_id": "reason", "optional": True,
-                        "label": {"type": "plain_text", "text": "Reason (shown in the channel)"},
-                        "element": {"type": "plain_text_input", "action_id": "reason", "max_length": 300}}]}
+    return {
+        "type": "modal",
+        "callback_id": "reject_submit",
+        "private_metadata": json.dumps({"deployment": dep.id, "channel": channel}),
+        "title": {"type": "plain_text", "text": "Reject deployment"},
+        "submit": {"type": "plain_text", "text": "Reject"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            section(f"Reject {_title(dep)} requested by {user(dep.requested_by)}?"),
+            {
+                "type": "input",
+                "block_id": "reason",
+                "optional": True,
+                "label": {"type": "plain_text", "text": "Reason (shown in the channel)"},
+                "element": {"type": "plain_text_input", "action_id": "reason", "max_length": 300},
+            },
+        ],
+    }

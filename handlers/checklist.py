@@ -63,8 +63,11 @@ class Checklist:
             self.rollback = e
             failed = next((s.name for s in self.stages.values() if s.status == FAILED), None)
             why = f"`{failed}` failed (above)" if failed and self._already_said(e.reason) else e.reason
-            self._say(f":leftwards_arrow_with_hook: {BOT} is rolling back {', '.join(e.hosts)} to "
-                      f"{e.to_version or 'their previous release'}: {why}", always=True)
+            self._say(
+                f":leftwards_arrow_with_hook: {BOT} is rolling back {', '.join(e.hosts)} to "
+                f"{e.to_version or 'their previous release'}: {why}",
+                always=True,
+            )
         elif isinstance(e, DeploymentFinished):
             self.finished = e
             for line in self.stages.values():
@@ -105,8 +108,10 @@ class Checklist:
         hosts, to = ", ".join(self.rollback.hosts), self.rollback.to_version or "their previous release"
         if state == "rolled_back":
             return f":leftwards_arrow_with_hook: {BOT} rolled back {hosts}: back on {to}, healthy."
-        return f":rotating_light: {BOT} could not roll back every host to {to} ({state.replace('_', ' ')}): " \
-               "the hosts may run different versions; see `/deploy status`."
+        return (
+            f":rotating_light: {BOT} could not roll back every host to {to} ({state.replace('_', ' ')}): "
+            "the hosts may run different versions; see `/deploy status`."
+        )
 
     def _say(self, text: str, always: bool = False) -> bool:
         if always or len(self.thread) < MAX_THREAD_LINES:  # what deploybot did on its own is never cut

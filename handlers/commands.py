@@ -55,6 +55,7 @@ def _listener(name: str, bot: Bot) -> Callable[..., None]:
         except Busy as exc:
             log.warning("%s: %s", name, exc)
             ack(response_type="ephemeral", text=BUSY)
+
     listener.__name__ = f"command_{name.strip('/')}"
     return listener
 
@@ -90,8 +91,9 @@ def _dry_run(bot: Bot, command: dict, args: DeployArgs) -> None:
 
 def _request_deploy(bot: Bot, command: dict, args: DeployArgs) -> None:
     try:
-        dep = bot.service.requests.deploy(args.env, args.version, command["user_id"],
-                                         meta={"slack_channel": command["channel_id"]})
+        dep = bot.service.requests.deploy(
+            args.env, args.version, command["user_id"], meta={"slack_channel": command["channel_id"]}
+        )
     except Refused as exc:
         _reply(bot, command, f":no_entry: {exc}")
         return
@@ -102,15 +104,15 @@ def _request_deploy(bot: Bot, command: dict, args: DeployArgs) -> None:
 def rollback(bot: Bot, command: dict, ack: Ack, args: RollbackArgs) -> None:
     env = args.env or _only_env(bot)
     if env is None:
-        raise UsageError("/rollback", "Which environment? (" + ", ".join(sorted(bot.service.config.environments))
-                         + ")")
+        raise UsageError("/rollback", "Which environment? (" + ", ".join(sorted(bot.service.config.environments)) + ")")
     requests = bot.service.requests
     requests.environment(env, command["user_id"])
     if args.version is not None:
         requests.check_version(env, args.version, command["user_id"])
     if requests.rollback_options(env).previous_good is None and args.version is None:
-        requests.refuse(command["user_id"], AuditAction.REFUSED, env, None,
-                        f"no previous good release of {env} to roll back to")
+        requests.refuse(
+            command["user_id"], AuditAction.REFUSED, env, None, f"no previous good release of {env} to roll back to"
+        )
     ack()
     bot.job(open_rollback_modal, bot, command["trigger_id"], env, command["channel_id"], args.version)
 
@@ -148,19 +150,28 @@ def history(bot: Bot, command: dict, ack: Ack, args: HistoryArgs) -> None:
 
 def lock(bot: Bot, command: dict, ack: Ack, args: LockArgs) -> None:
     held = bot.service.locks.lock(args.env, command["user_id"], args.reason)
-    ack(response_type="in_channel",
+    ack(
+        response_type="in_channel",
         text=f":lock: *{blocks.esc(held.environment)}* locked by {blocks.user(held.holder)}: "
-             f"{blocks.esc(held.reason)}. No deploy starts until `/deploy unlock {blocks.esc(held.environment)}`.")
+        f"{blocks.esc(held.reason)}. No deploy starts until `/deploy unlock {blocks.esc(held.environment)}`.",
+    )
 
 
 def unlock(bot: Bot, command: dict, ack: Ack, args: UnlockArgs) -> None:
     if bot.service.locks.unlock(args.env, command["user_id"]):
-        ack(response_type="in_channel",
-            text=f":unlock: *{blocks.esc(args.env)}* unlocked by {blocks.user(command['user_id'])}.")
+        ack(
+            response_type="in_channel",
+            text=f":unlock: *{blocks.esc(args.env)}* unlocked by {blocks.user(command['user_id'])}.",
+        )
     else:
         ack(response_type="ephemeral", text=f"{blocks.esc(args.env)} was not locked.")
 
 
 HANDLERS: dict[type[Args], Callable[[Bot, dict, Ack, Args], None]] = {
-    DeployArgs: deploy, RollbackArgs: rollback, StatusArgs: status, HistoryArgs: history, LockArgs: lock,
-    UnlockArgs: unlock}
+    DeployArgs: deploy,
+    RollbackArgs: rollback,
+    StatusArgs: status,
+    HistoryArgs: history,
+    LockArgs: lock,
+    UnlockArgs: unlock,
+}

@@ -43,12 +43,23 @@ class ConsoleWebClient(WebClient):
         with self._print:
             print(text, file=self.out, flush=True)
 
-    def api_call(self, api_method: str, *, http_verb: str = "POST", files=None, data=None, params=None,
-                 json=None, headers=None, auth=None) -> SlackResponse:  # noqa: A002 - WebClient's signature
+    def api_call(
+        self,
+        api_method: str,
+        *,
+        http_verb: str = "POST",
+        files=None,
+        data=None,
+        params=None,
+        json=None,
+        headers=None,
+        auth=None,
+    ) -> SlackResponse:  # noqa: A002 - WebClient's signature
         args = {**(params or {}), **(data or {}), **(json or {})}
         body = self._answer(api_method, args)
-        return SlackResponse(client=self, http_verb=http_verb, api_url=api_method, req_args={}, data=body,
-                             headers={}, status_code=200)
+        return SlackResponse(
+            client=self, http_verb=http_verb, api_url=api_method, req_args={}, data=body, headers={}, status_code=200
+        )
 
     def _answer(self, method: str, a: dict) -> dict:
         if method == "chat.postMessage":
@@ -92,6 +103,7 @@ class ConsoleWebClient(WebClient):
 
 class Running(Protocol):
     """What the console needs of the running bot (bot.app.Runtime)."""
+
     app: App
 
     def settle(self, timeout: float = 60) -> bool: ...
@@ -125,10 +137,22 @@ class Console:
         self.client.say(f"\n@{user}> {line}")
         name, _, text = line.partition(" ")
         n = next(self._n)
-        answer = self._dispatch(urlencode({
-            "team_id": "T0CONSOLE", "channel_id": CHANNEL, "channel_name": "deploys", "user_id": user,
-            "user_name": user, "command": name, "text": text, "response_url": f"console://response/{n}",
-            "trigger_id": f"console.{n}", "api_app_id": "A0CONSOLE"}))
+        answer = self._dispatch(
+            urlencode(
+                {
+                    "team_id": "T0CONSOLE",
+                    "channel_id": CHANNEL,
+                    "channel_name": "deploys",
+                    "user_id": user,
+                    "user_name": user,
+                    "command": name,
+                    "text": text,
+                    "response_url": f"console://response/{n}",
+                    "trigger_id": f"console.{n}",
+                    "api_app_id": "A0CONSOLE",
+                }
+            )
+        )
         if isinstance(answer, dict) and answer.get("text"):
             self.client.say("  (only you see) " + plain(answer["text"]))
 
@@ -137,33 +161,78 @@ class Console:
         button = self.button(ts, action_id)
         self.client.say(f"\n@{user} clicks [ {button['text']['text']} ]")
         if button.get("confirm"):
-            self.client.say(f"  [{plain(button['confirm']['title']['text'])}] "
-                            f"{plain(button['confirm']['text']['text'])} -> {button['confirm']['confirm']['text']}")
+            self.client.say(
+                f"  [{plain(button['confirm']['title']['text'])}] "
+                f"{plain(button['confirm']['text']['text'])} -> {button['confirm']['confirm']['text']}"
+            )
         n = next(self._n)
-        self._dispatch(urlencode({"payload": json.dumps({
-            "type": "block_actions", "user": {"id": user, "name": user, "team_id": "T0CONSOLE"},
-            "team": {"id": "T0CONSOLE"}, "channel": {"id": CHANNEL}, "trigger_id": f"console.{n}",
-            "container": {"type": "message", "message_ts": ts, "channel_id": CHANNEL},
-            "actions": [{"action_id": action_id, "value": button["value"], "type": "button",
-                         "block_id": "b", "action_ts": str(time.time())}]})}))
+        self._dispatch(
+            urlencode(
+                {
+                    "payload": json.dumps(
+                        {
+                            "type": "block_actions",
+                            "user": {"id": user, "name": user, "team_id": "T0CONSOLE"},
+                            "team": {"id": "T0CONSOLE"},
+                            "channel": {"id": CHANNEL},
+                            "trigger_id": f"console.{n}",
+                            "container": {"type": "message", "message_ts": ts, "channel_id": CHANNEL},
+                            "actions": [
+                                {
+                                    "action_id": action_id,
+                                    "value": button["value"],
+                                    "type": "button",
+                                    "block_id": "b",
+                                    "action_ts": str(time.time()),
+                                }
+                            ],
+                        }
+                    )
+                }
+            )
+        )
 
     def submit(self, user: str, values: dict[str, dict]) -> dict | str:
         """Submit the last modal the bot opened."""
         view = self.client.views[-1]
         self.client.say(f"\n@{user} submits: " + ", ".join(f"{k}={_shown(v)}" for k, v in values.items()))
-        return self._dispatch(urlencode({"payload": json.dumps({
-            "type": "view_submission", "user": {"id": user, "name": user, "team_id": "T0CONSOLE"},
-            "team": {"id": "T0CONSOLE"}, "view": {**view, "id": "V0", "state": {
-                "values": {b: {b: v} for b, v in values.items()}}}})}))
+        return self._dispatch(
+            urlencode(
+                {
+                    "payload": json.dumps(
+                        {
+                            "type": "view_submission",
+                            "user": {"id": user, "name": user, "team_id": "T0CONSOLE"},
+                            "team": {"id": "T0CONSOLE"},
+                            "view": {**view, "id": "V0", "state": {"values": {b: {b: v} for b, v in values.items()}}},
+                        }
+                    )
+                }
+            )
+        )
 
     def open_home(self, user: str) -> None:
         """Open deploybot's App Home tab as `user` (an app_home_opened event)."""
         self.client.say(f"\n@{user} opens deploybot's Home tab")
-        self._dispatch(json.dumps({"type": "event_callback", "team_id": "T0CONSOLE", "api_app_id": "A0CONSOLE",
-                                   "event": {"type": "app_home_opened", "user": user, "channel": "D0HOME",
-                                             "tab": "home", "event_ts": str(time.time())},
-                                   "event_id": f"Ev{next(self._n)}", "event_time": int(time.time())}),
-                       "application/json")
+        self._dispatch(
+            json.dumps(
+                {
+                    "type": "event_callback",
+                    "team_id": "T0CONSOLE",
+                    "api_app_id": "A0CONSOLE",
+                    "event": {
+                        "type": "app_home_opened",
+                        "user": user,
+                        "channel": "D0HOME",
+                        "tab": "home",
+                        "event_ts": str(time.time()),
+                    },
+                    "event_id": f"Ev{next(self._n)}",
+                    "event_time": int(time.time()),
+                }
+            ),
+            "application/json",
+        )
 
     def last_message(self) -> str:
         return list(self.client.messages)[-1]
@@ -180,23 +249,37 @@ class Console:
 
 
 def _shown(v: dict) -> str:
-    return str(v.get("value") or (v.get("selected_option") or {}).get("value") or
-               [o["value"] for o in v.get("selected_options", [])])
+    return str(
+        v.get("value")
+        or (v.get("selected_option") or {}).get("value")
+        or [o["value"] for o in v.get("selected_options", [])]
+    )
 
 
-def run_story(console: Console, developer: str = "U0DEV", pm: str = "U0PM", good: list[str] | None = None,
-              bad: str = "v1.2.0", env: str = "prod") -> bool:
+def run_story(
+    console: Console,
+    developer: str = "U0DEV",
+    pm: str = "U0PM",
+    good: list[str] | None = None,
+    bad: str = "v1.2.0",
+    env: str = "prod",
+) -> bool:
     """The demo script: request, approve, watch progress, /deploy status, a bad version auto-rolls back, /rollback.
     Returns True when every step ended as expected."""
     good = good or ["v1.0.0", "v1.1.0"]
     results: list[bool] = []
     say = console.client.say
-    say(f"This terminal plays the Slack channel #deploys: @{developer} is a developer, @{pm} approves deploys to "
-        f"{env}. Lines starting with | are replies in the thread of the message above them.")
+    say(
+        f"This terminal plays the Slack channel #deploys: @{developer} is a developer, @{pm} approves deploys to "
+        f"{env}. Lines starting with | are replies in the thread of the message above them."
+    )
     try:
         for version, expect in [(v, "Succeeded") for v in good] + [(bad, "Failed and rolled back")]:
-            say(f"\n== @{developer} asks for {version}; @{pm} approves it" if version != bad else
-                f"\n== {version} is broken: its health check fails, and deploybot rolls it back on its own")
+            say(
+                f"\n== @{developer} asks for {version}; @{pm} approves it"
+                if version != bad
+                else f"\n== {version} is broken: its health check fails, and deploybot rolls it back on its own"
+            )
             console.command(developer, f"/deploy {env} {version}")
             console.settle()
             ts = console.last_message()

@@ -55,12 +55,14 @@ class Bot:
 
     def job(self, fn: Callable[..., Any], *args: Any) -> Future:
         """Run `fn` off the listener thread; failures are logged, never lost silently."""
+
         def guarded() -> Any:
             try:
                 return fn(*args)
             except Exception:
                 log.exception("job %s failed", getattr(fn, "__name__", fn))
                 raise
+
         return self.jobs.submit(guarded)
 
     def announce(self, deployment_id: int, channel: str, response_url: str | None = None) -> None:

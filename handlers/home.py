@@ -42,6 +42,7 @@ def register(app: App, bot: Bot) -> None:
         def listener(ack: Ack, body: dict) -> None:
             ack()
             bot.job(fn, bot, body["user"]["id"], body["actions"][0].get("value", ""), body.get("trigger_id", ""))
+
         listener.__name__ = f"on_{fn.__name__}"
         return listener
 
@@ -76,9 +77,16 @@ def cards(bot: Bot) -> list[home_blocks.Card]:
     for st in bot.status(None):
         rows = environments.history(st.environment, limit=20)
         env = bot.service.config.environments.get(st.environment)
-        out.append(home_blocks.Card(st, locks.get(st.environment), next((d for d in rows if d.state.is_active), None),
-                                    rows[:home_blocks.RECENT], last_channel(bot, st.environment, rows),
-                                    bool(env and env.production)))
+        out.append(
+            home_blocks.Card(
+                st,
+                locks.get(st.environment),
+                next((d for d in rows if d.state.is_active), None),
+                rows[: home_blocks.RECENT],
+                last_channel(bot, st.environment, rows),
+                bool(env and env.production),
+            )
+        )
     return out
 
 
@@ -98,8 +106,9 @@ def open_deploy_form(bot: Bot, user: str, env: str, trigger_id: str) -> None:
         config = bot.service.requests.environment(env, user)  # an unknown environment is refused and audited
     except Refused as exc:
         return publish_home(bot, user, _refused(exc))
-    view = home_blocks.deploy_modal(env, bot.service.environments.recorded_version(env), last_channel(bot, env),
-                                    config.production)
+    view = home_blocks.deploy_modal(
+        env, bot.service.environments.recorded_version(env), last_channel(bot, env), config.production
+    )
     bot.client.views_open(trigger_id=trigger_id, view=view)
 
 
@@ -114,8 +123,12 @@ def open_rollback_form(bot: Bot, user: str, env: str, trigger_id: str) -> None:
         return publish_home(bot, user, _refused(exc))
     channel = last_channel(bot, env)
     if channel is None:
-        return publish_home(bot, user, f":warning: No Slack channel has deployed *{esc(env)}* yet, so I do not know "
-                                       f"where to post the rollback: use `/rollback {esc(env)}` in the deploy channel.")
+        return publish_home(
+            bot,
+            user,
+            f":warning: No Slack channel has deployed *{esc(env)}* yet, so I do not know "
+            f"where to post the rollback: use `/rollback {esc(env)}` in the deploy channel.",
+        )
     view = blocks.rollback_modal(bot.service.requests.rollback_options(env), channel)
     bot.client.views_open(trigger_id=trigger_id, view={**view, "callback_id": "home_rollback_submit"})
 
@@ -133,8 +146,11 @@ def unlock(bot: Bot, user: str, env: str, _trigger_id: str = "") -> None:
         released = bot.service.locks.unlock(env, user)
     except Refused as exc:
         return publish_home(bot, user, _refused(exc))
-    publish_home(bot, user, f":unlock: *{esc(env)}* unlocked: deploys can start again." if released
-                 else f"{esc(env)} was not locked.")
+    publish_home(
+        bot,
+        user,
+        f":unlock: *{esc(env)}* unlocked: deploys can start again." if released else f"{esc(env)} was not locked.",
+    )
 
 
 # ---- forms: decided before the ack, so a refusal shows in the form ------------------------------------------
@@ -150,8 +166,14 @@ def deploy_submit(bot: Bot, ack: Ack, body: dict, view: dict) -> None:
     user, env = body["user"]["id"], _env(view)
     version = (_element(view, "version").get("value") or "").strip()
     channel = _element(view, "channel").get("selected_conversation") or ""
-    response_url = next((r.get("response_url") for r in body.get("response_urls") or []
-                         if r.get("block_id") == "channel" or r.get("channel_id") == channel), None)
+    response_url = next(
+        (
+            r.get("response_url")
+            for r in body.get("response_urls") or []
+            if r.get("block_id") == "channel" or r.get("channel_id") == channel
+        ),
+        None,
+    )
     if not channel:
         ack(response_action="errors", errors={"channel": "Pick the channel to post the request in."})
         return
@@ -173,8 +195,12 @@ def _announce(bot: Bot, user: str, dep_id: int, channel: str, response_url: str 
     except Busy:
         return publish_home(bot, user, BUSY)
     dep = bot.service.environments.deployment(dep_id)
-    publish_home(bot, user, f"Deployment #{dep.id} ({esc(dep.version, 100)} to *{esc(dep.environment)}*) is "
-                            f"{dep.state.value.replace('_', ' ')}; its message is in <#{channel}>.")
+    publish_home(
+        bot,
+        user,
+        f"Deployment #{dep.id} ({esc(dep.version, 100)} to *{esc(dep.environment)}*) is "
+        f"{dep.state.value.replace('_', ' ')}; its message is in <#{channel}>.",
+    )
 
 
 def lock_submit(bot: Bot, ack: Ack, user: str, view: dict) -> None:
@@ -185,5 +211,4 @@ def lock_submit(bot: Bot, ack: Ack, user: str, view: dict) -> None:
         ack(response_action="errors", errors={"reason": str(exc)[:300]})
         return
     ack()
-    bot.job(publish_home, bot, user, f":lock: *{esc(held.environment)}* locked: no deploy starts until it is "
-                                     "unlocked.")
+    bot.job(publish_home, bot, user, f":lock: *{esc(held.environment)}* locked: no deploy starts until it is unlocked.")

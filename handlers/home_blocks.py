@@ -24,6 +24,7 @@ RECENT = 5
 @dataclass(frozen=True)
 class Card:
     """One environment on the App Home: the hosts read live (shared cache), the rest fresh from the store."""
+
     status: EnvironmentStatus
     lock: LockRecord | None = None
     running: DeploymentRecord | None = None
@@ -45,44 +46,68 @@ def home_view(cards: list[Card], notice: str = "", now: datetime | None = None) 
         blocks += _card(card)
     if len(cards) > room:
         more = ", ".join(esc(c.env) for c in cards[room:])
-        blocks.append(section(esc(f"{len(cards) - room} more environments: ", 200) + more[:TEXT_LIMIT - 200]
-                              + " (`/deploy status ENV`)"))
-    blocks.append(context(f"Read {_when(now or datetime.now(UTC))}, each host's version live. The buttons do what "
-                          "the slash commands do, with the same checks; `/deploy help` lists the commands."))
+        blocks.append(
+            section(
+                esc(f"{len(cards) - room} more environments: ", 200)
+                + more[: TEXT_LIMIT - 200]
+                + " (`/deploy status ENV`)"
+            )
+        )
+    blocks.append(
+        context(
+            f"Read {_when(now or datetime.now(UTC))}, each host's version live. The buttons do what "
+            "the slash commands do, with the same checks; `/deploy help` lists the commands."
+        )
+    )
     return {"type": "home", "blocks": blocks}
 
 
 def _card(card: Card) -> Blocks:
     st, env = card.status, esc(card.env)
-    head = f"*{env}*" + (" (production)" if card.production else "") + \
-        f": {esc(st.recorded_version or 'nothing deployed yet')}"
+    head = (
+        f"*{env}*"
+        + (" (production)" if card.production else "")
+        + f": {esc(st.recorded_version or 'nothing deployed yet')}"
+    )
     if st.drift:
         head += "\n:warning: *drift*: the hosts do not all run " + (
-            f"{esc(st.recorded_version)}, the last version deploybot deployed" if st.recorded_version else
-            "the same version")
+            f"{esc(st.recorded_version)}, the last version deploybot deployed"
+            if st.recorded_version
+            else "the same version"
+        )
     hosts = [_host(h) for h in st.hosts]
     lock = card.lock if card.lock and (card.lock.kind == "manual" or card.running is None) else None
-    lock_or_run = [line for line in (_lock(lock), _running(card.running)) if line] or \
-        [":unlock: Not locked, nothing running."]
+    lock_or_run = [line for line in (_lock(lock), _running(card.running)) if line] or [
+        ":unlock: Not locked, nothing running."
+    ]
     recent = [_recent(d) for d in card.recent[:RECENT]] or ["No deployments yet."]
     controls = [button("Deploy…", "home_deploy", card.env, "primary"), button("Roll back…", "home_rollback", card.env)]
     if card.lock and card.lock.kind == "manual":
-        controls.append(button("Unlock", "home_unlock", card.env, None,
-                               confirm(f"Unlock {card.env[:40]}?", f"Deploys to *{env}* can start again.", "Unlock",
-                                       "primary")))
+        controls.append(
+            button(
+                "Unlock",
+                "home_unlock",
+                card.env,
+                None,
+                confirm(f"Unlock {card.env[:40]}?", f"Deploys to *{env}* can start again.", "Unlock", "primary"),
+            )
+        )
     elif not card.lock:
         controls.append(button("Lock…", "home_lock", card.env))
-    return [section(_fit(head, hosts, f"`/deploy status {env}` lists them all")),
-            section("\n".join(lock_or_run)),
-            section(_fit("*Last deployments*", recent, "`/deploy history` has more")),
-            {"type": "actions", "block_id": f"home-{card.env}"[:255], "elements": controls},
-            {"type": "divider"}]
+    return [
+        section(_fit(head, hosts, f"`/deploy status {env}` lists them all")),
+        section("\n".join(lock_or_run)),
+        section(_fit("*Last deployments*", recent, "`/deploy history` has more")),
+        {"type": "actions", "block_id": f"home-{card.env}"[:255], "elements": controls},
+        {"type": "divider"},
+    ]
 
 
 def _host(h) -> str:
     answer = f"answers {esc(h.answering, 100)}" if h.answering else "no health answer"
-    return f"• `{esc(h.name, 100)}` current {esc(h.release or '-', 100)}, {answer}" + \
-        (f" ({esc(h.error, 200)})" if h.error else "")
+    return f"• `{esc(h.name, 100)}` current {esc(h.release or '-', 100)}, {answer}" + (
+        f" ({esc(h.error, 200)})" if h.error else ""
+    )
 
 
 def _lock(lock: LockRecord | None) -> str:
@@ -97,13 +122,17 @@ def _running(dep: DeploymentRecord | None) -> str:
     if dep is None:
         return ""
     stage = f", stage {esc(dep.meta['stage'], 50)}" if dep.meta.get("stage") else ""
-    return f":hourglass_flowing_sand: *Running*: #{dep.id} {dep.kind.value} {esc(dep.version, 100)} by " \
-           f"{user(dep.requested_by)} ({dep.state.value.replace('_', ' ')}{stage})"
+    return (
+        f":hourglass_flowing_sand: *Running*: #{dep.id} {dep.kind.value} {esc(dep.version, 100)} by "
+        f"{user(dep.requested_by)} ({dep.state.value.replace('_', ' ')}{stage})"
+    )
 
 
 def _recent(dep: DeploymentRecord) -> str:
-    return f"#{dep.id} {dep.kind.value} *{esc(dep.version, 100)}* {dep.state.value.replace('_', ' ')}, " \
-           f"by {user(dep.requested_by)}, {_when(dep.finished_at or dep.created_at)}"
+    return (
+        f"#{dep.id} {dep.kind.value} *{esc(dep.version, 100)}* {dep.state.value.replace('_', ' ')}, "
+        f"by {user(dep.requested_by)}, {_when(dep.finished_at or dep.created_at)}"
+    )
 
 
 def _fit(head: str, lines: list[str], rest: str) -> str:
@@ -125,35 +154,77 @@ def deploy_modal(env: str, current: str | None, channel: str | None, production:
     """Environment fixed, version typed, channel picked: the request is posted there, as `/deploy ENV VERSION`
     typed in that channel would post it. Slack gives the submission a response_url for the picked channel, so a
     channel deploybot cannot post in is reported privately there, as for the slash command."""
-    picker: dict = {"type": "conversations_select", "action_id": "channel", "response_url_enabled": True,
-                    "filter": {"include": ["public", "private"], "exclude_bot_users": True}}
+    picker: dict = {
+        "type": "conversations_select",
+        "action_id": "channel",
+        "response_url_enabled": True,
+        "filter": {"include": ["public", "private"], "exclude_bot_users": True},
+    }
     if channel:
         picker["initial_conversation"] = channel
     where = "the channel it was last deployed from" if channel else "the team's deploy channel"
-    return {"type": "modal", "callback_id": "home_deploy_submit", "private_metadata": json.dumps({"env": env}),
-            "title": {"type": "plain_text", "text": "Deploy"},
-            "submit": {"type": "plain_text", "text": "Ask to deploy"},
-            "close": {"type": "plain_text", "text": "Cancel"},
-            "blocks": [
-                section(f"Deploy to *{esc(env)}*" + (" (production)" if production else "") +
-                        f", which runs *{esc(current or 'nothing yet')}*. The request and its progress are posted "
-                        f"in the channel below ({where}), where the approvers are asked."),
-                {"type": "input", "block_id": "version", "label": {"type": "plain_text", "text": "Version"},
-                 "element": {"type": "plain_text_input", "action_id": "version", "max_length": 100,
-                             "placeholder": {"type": "plain_text", "text": "e.g. v1.4.2"}}},
-                {"type": "input", "block_id": "channel", "label": {"type": "plain_text", "text": "Post it in"},
-                 "hint": {"type": "plain_text", "text": "deploybot posts only where it is a member: "
-                                                        "/invite @deploybot there first."},
-                 "element": picker}]}
+    return {
+        "type": "modal",
+        "callback_id": "home_deploy_submit",
+        "private_metadata": json.dumps({"env": env}),
+        "title": {"type": "plain_text", "text": "Deploy"},
+        "submit": {"type": "plain_text", "text": "Ask to deploy"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            section(
+                f"Deploy to *{esc(env)}*"
+                + (" (production)" if production else "")
+                + f", which runs *{esc(current or 'nothing yet')}*. The request and its progress are posted "
+                f"in the channel below ({where}), where the approvers are asked."
+            ),
+            {
+                "type": "input",
+                "block_id": "version",
+                "label": {"type": "plain_text", "text": "Version"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": "version",
+                    "max_length": 100,
+                    "placeholder": {"type": "plain_text", "text": "e.g. v1.4.2"},
+                },
+            },
+            {
+                "type": "input",
+                "block_id": "channel",
+                "label": {"type": "plain_text", "text": "Post it in"},
+                "hint": {
+                    "type": "plain_text",
+                    "text": "deploybot posts only where it is a member: /invite @deploybot there first.",
+                },
+                "element": picker,
+            },
+        ],
+    }
 
 
 def lock_modal(env: str) -> dict:
-    return {"type": "modal", "callback_id": "home_lock_submit", "private_metadata": json.dumps({"env": env}),
-            "title": {"type": "plain_text", "text": "Lock"},
-            "submit": {"type": "plain_text", "text": "Lock"}, "close": {"type": "plain_text", "text": "Cancel"},
-            "blocks": [
-                section(f"Freeze *{esc(env)}*: no deploy or rollback starts until it is unlocked. The reason is "
-                        "shown to whoever is refused, and goes into the audit trail."),
-                {"type": "input", "block_id": "reason", "label": {"type": "plain_text", "text": "Reason"},
-                 "element": {"type": "plain_text_input", "action_id": "reason", "max_length": 200,
-                             "placeholder": {"type": "plain_text", "text": "e.g. release freeze"}}}]}
+    return {
+        "type": "modal",
+        "callback_id": "home_lock_submit",
+        "private_metadata": json.dumps({"env": env}),
+        "title": {"type": "plain_text", "text": "Lock"},
+        "submit": {"type": "plain_text", "text": "Lock"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            section(
+                f"Freeze *{esc(env)}*: no deploy or rollback starts until it is unlocked. The reason is "
+                "shown to whoever is refused, and goes into the audit trail."
+            ),
+            {
+                "type": "input",
+                "block_id": "reason",
+                "label": {"type": "plain_text", "text": "Reason"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": "reason",
+                    "max_length": 200,
+                    "placeholder": {"type": "plain_text", "text": "e.g. release freeze"},
+                },
+            },
+        ],
+    }

@@ -25,20 +25,26 @@ INVITE = "Invite @deploybot to the channel first (`/invite @deploybot`): it post
 
 USAGE = {
     "/deploy": "`/deploy ENV VERSION [--dry-run]`: ask to deploy VERSION to ENV (approvers are asked in the "
-               "channel). `--dry-run` shows the plan; nothing runs. Example: `/deploy prod v1.4.2`",
+    "channel). `--dry-run` shows the plan; nothing runs. Example: `/deploy prod v1.4.2`",
     "/deploy status": "`/deploy status [ENV]`: what each host runs now (read live), the last and the running "
-                      "deployment, locks.",
+    "deployment, locks.",
     "/deploy history": "`/deploy history [ENV]`: recent deployments, newest first.",
     "/deploy lock": "`/deploy lock ENV REASON`: freeze ENV; no deploy starts until `/deploy unlock ENV`. "
-                    "Example: `/deploy lock prod release freeze`",
+    "Example: `/deploy lock prod release freeze`",
     "/deploy unlock": "`/deploy unlock ENV`: lift a freeze set with `/deploy lock`.",
     "/deploy help": "`/deploy help`: this list. `help` after a subcommand shows its line.",
     "/rollback": "`/rollback [ENV] [VERSION]`: open the rollback form (target preselected to the previous good "
-                 "release). Example: `/rollback prod`",
+    "release). Example: `/rollback prod`",
 }
-HELP = "\n".join([*USAGE.values(),
-                  "The first word after `/deploy` picks the subcommand, so an environment named "
-                  + ", ".join(SUBCOMMANDS) + " is deployed with `/deploy -- ENV VERSION`.", INVITE])
+HELP = "\n".join(
+    [
+        *USAGE.values(),
+        "The first word after `/deploy` picks the subcommand, so an environment named "
+        + ", ".join(SUBCOMMANDS)
+        + " is deployed with `/deploy -- ENV VERSION`.",
+        INVITE,
+    ]
+)
 
 
 class UsageError(ValueError):
@@ -134,8 +140,9 @@ def parse(command: str, text: str) -> Args:
             raise UsageError(command)
         if len(words) > 2:
             raise UsageError(command, "Too many words.")
-        return _build(command, RollbackArgs, env=words[0] if words else None,
-                      version=words[1] if len(words) > 1 else None)
+        return _build(
+            command, RollbackArgs, env=words[0] if words else None, version=words[1] if len(words) > 1 else None
+        )
     raise UsageError("/deploy", f"unknown command {command[:40]}")
 
 
@@ -150,8 +157,10 @@ def _deploy(words: list[str]) -> Args:
     dry_run = "--dry-run" in words
     words = [w for w in words if w != "--dry-run"]
     if len(words) != 2:
-        raise UsageError("/deploy", "I need an environment and a version." if len(words) < 2
-                         else "Too many words: a version is one word.")
+        raise UsageError(
+            "/deploy",
+            "I need an environment and a version." if len(words) < 2 else "Too many words: a version is one word.",
+        )
     return _build("/deploy", DeployArgs, env=words[0], version=words[1], dry_run=dry_run)
 
 

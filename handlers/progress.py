@@ -27,8 +27,18 @@ from handlers.checklist import Checklist
 log = logging.getLogger(__name__)
 RETRY_AFTER_FAILURE = 2.0
 # Slack's answers that no retry can change: the message is given up and the requester told why
-PERMANENT = frozenset({"not_in_channel", "channel_not_found", "is_archived", "invalid_auth", "missing_scope",
-                       "account_inactive", "token_revoked", "restricted_action"})
+PERMANENT = frozenset(
+    {
+        "not_in_channel",
+        "channel_not_found",
+        "is_archived",
+        "invalid_auth",
+        "missing_scope",
+        "account_inactive",
+        "token_revoked",
+        "restricted_action",
+    }
+)
 
 
 @dataclass
@@ -43,9 +53,14 @@ class _Message:
 
 
 class ProgressBoard:
-    def __init__(self, service: DeployService, client: WebClient, interval: float = 1.0,
-                 respond: Callable[[str, dict], None] | None = None,
-                 links: Callable[[int], str | None] | None = None):
+    def __init__(
+        self,
+        service: DeployService,
+        client: WebClient,
+        interval: float = 1.0,
+        respond: Callable[[str, dict], None] | None = None,
+        links: Callable[[int], str | None] | None = None,
+    ):
         self.service = service
         self.links = links  # deployment id -> its log page's signed URL, or None (set by the composition root)
         self.client = client
@@ -183,12 +198,21 @@ class ProgressBoard:
             return
         m.given_up = error
         if m.response_url and self.respond:
-            hint = " Invite me with `/invite @deploybot` and ask again." if error in (
-                "not_in_channel", "channel_not_found") else " An admin should check the app's installation."
+            hint = (
+                " Invite me with `/invite @deploybot` and ask again."
+                if error in ("not_in_channel", "channel_not_found")
+                else " An admin should check the app's installation."
+            )
             try:
-                self.respond(m.response_url, {"response_type": "ephemeral", "replace_original": False,
-                                              "text": f":no_entry: I cannot post in this channel ({error}), so "
-                                                      f"deployment #{dep_id} is not shown here.{hint}"})
+                self.respond(
+                    m.response_url,
+                    {
+                        "response_type": "ephemeral",
+                        "replace_original": False,
+                        "text": f":no_entry: I cannot post in this channel ({error}), so "
+                        f"deployment #{dep_id} is not shown here.{hint}",
+                    },
+                )
             except Exception:  # noqa: BLE001 - nowhere left to tell
                 log.exception("progress: could not tell the requester of #%s", dep_id)
 
@@ -211,8 +235,9 @@ class ProgressBoard:
         lines = checklist.take_thread() if checklist else []
         if lines:
             try:
-                self.client.chat_postMessage(channel=m.channel, thread_ts=m.ts,
-                                             text=blocks.thread_text(lines, None if m.threaded else link))
+                self.client.chat_postMessage(
+                    channel=m.channel, thread_ts=m.ts, text=blocks.thread_text(lines, None if m.threaded else link)
+                )
                 m.threaded = True
             except Exception:
                 checklist.thread[:0] = lines  # put them back; the next draw posts them

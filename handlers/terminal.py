@@ -8,10 +8,22 @@ from __future__ import annotations
 
 import re
 
-_EMOJI = {":white_check_mark:": "[x]", ":x:": "[!]", ":hourglass_flowing_sand:": "[~]", ":white_circle:": "[ ]",
-          ":heavy_minus_sign:": "[-]", ":rocket:": ">>", ":leftwards_arrow_with_hook:": "<<", ":no_entry:": "(no)",
-          ":lock:": "(lock)", ":unlock:": "(unlock)", ":warning:": "(!)", ":rotating_light:": "(!!)",
-          ":no_entry_sign:": "(x)", ":hourglass:": "(time)"}
+_EMOJI = {
+    ":white_check_mark:": "[x]",
+    ":x:": "[!]",
+    ":hourglass_flowing_sand:": "[~]",
+    ":white_circle:": "[ ]",
+    ":heavy_minus_sign:": "[-]",
+    ":rocket:": ">>",
+    ":leftwards_arrow_with_hook:": "<<",
+    ":no_entry:": "(no)",
+    ":lock:": "(lock)",
+    ":unlock:": "(unlock)",
+    ":warning:": "(!)",
+    ":rotating_light:": "(!!)",
+    ":no_entry_sign:": "(x)",
+    ":hourglass:": "(time)",
+}
 _FENCE = re.compile(r"```\n?(.*?)\n?```", re.S)
 _CODE = re.compile(r"`([^`\n]+)`")
 _MARKS = [re.compile(rf"(?<![\w{m}]){re.escape(m)}(?=\S)([^{m}\n]*?\S){re.escape(m)}(?![\w{m}])") for m in "*_"]

@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pytest
 
-FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                    "AWS_DEFAULT_REGION": "us-east-1"}
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +45,8 @@ class Cloud:
         self.url = url
         self.s3, self.ec2, self.cloudwatch, self.secrets = (
             boto3.client(name, endpoint_url=url, region_name="us-east-1")
-            for name in ("s3", "ec2", "cloudwatch", "secretsmanager"))
+            for name in ("s3", "ec2", "cloudwatch", "secretsmanager")
+        )
 
     def reset(self) -> None:
         urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"), timeout=10)
@@ -59,23 +63,39 @@ class Cloud:
         vpcs = self.ec2.describe_vpcs(Filters=[{"Name": "cidr", "Values": [f"{net}.0.0/16"]}])["Vpcs"]
         vpc = vpcs[0]["VpcId"] if vpcs else self.ec2.create_vpc(CidrBlock=f"{net}.0.0/16")["Vpc"]["VpcId"]
         subnets = self.ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
-        subnet = subnets[0]["SubnetId"] if subnets else \
-            self.ec2.create_subnet(VpcId=vpc, CidrBlock=f"{net}.0.0/16")["Subnet"]["SubnetId"]
+        subnet = (
+            subnets[0]["SubnetId"]
+            if subnets
+            else self.ec2.create_subnet(VpcId=vpc, CidrBlock=f"{net}.0.0/16")["Subnet"]["SubnetId"]
+        )
         image = self.ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
         ids = []
         for address in addresses:
             made = self.ec2.run_instances(
-                ImageId=image, MinCount=1, MaxCount=1, SubnetId=subnet, PrivateIpAddress=address,
-                TagSpecifications=[{"ResourceType": "instance",
-                                    "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}])
+                ImageId=image,
+                MinCount=1,
+                MaxCount=1,
+                SubnetId=subnet,
+                PrivateIpAddress=address,
+                TagSpecifications=[
+                    {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+                ],
+            )
             ids.append(made["Instances"][0]["InstanceId"])
         return ids
 
     def alarm(self, name: str) -> None:
         """A metric alarm (INSUFFICIENT_DATA until set_alarm moves it: moto does not evaluate metrics)."""
-        self.cloudwatch.put_metric_alarm(AlarmName=name, MetricName="5XXError", Namespace="AWS/ApplicationELB",
-                                         Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=5,
-                                         ComparisonOperator="GreaterThanThreshold")
+        self.cloudwatch.put_metric_alarm(
+            AlarmName=name,
+            MetricName="5XXError",
+            Namespace="AWS/ApplicationELB",
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=5,
+            ComparisonOperator="GreaterThanThreshold",
+        )
 
     def set_alarm(self, name: str, state: str, reason: str) -> None:
         self.cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason=reason)

@@ -29,7 +29,7 @@ from bot.traffic.nginx import LOG_FORMAT, NginxTraffic
 
 # What the sample app lacks for these tests, in a dozen lines: it names its host, /slow?seconds=S&id=X answers
 # after S seconds (noting start and end in /root/trafficapp.log), and SIGTERM lets requests in flight finish.
-APP = r'''
+APP = r"""
 import json, signal, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -65,7 +65,7 @@ server = Server(("0.0.0.0", PORT), Handler)
 signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
 server.serve_forever()
 server.server_close()
-'''
+"""
 
 
 def require(binary: str) -> str:
@@ -87,13 +87,17 @@ def free_port() -> int:
 def start_app(host, port: int = 8000) -> None:
     """The test app on a lab host (inside its namespaces), answering on the host's address:port."""
     (host.home / "trafficapp.py").write_text(APP)
-    host.run(f"setsid nohup python3 /root/trafficapp.py {host.name} {port} >>/root/trafficapp.out 2>&1 "
-             "</dev/null &", check=True)
+    host.run(
+        f"setsid nohup python3 /root/trafficapp.py {host.name} {port} >>/root/trafficapp.out 2>&1 </dev/null &",
+        check=True,
+    )
     deadline = time.monotonic() + 10
     while host.answering(port) != "traffic-test":
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the test app did not start on {host.name}: "
-                               + (host.home / "trafficapp.out").read_text(errors="replace")[-500:])
+            raise RuntimeError(
+                f"the test app did not start on {host.name}: "
+                + (host.home / "trafficapp.out").read_text(errors="replace")[-500:]
+            )
         time.sleep(0.05)
 
 
@@ -136,8 +140,10 @@ class Nginx:
         self.error_log = self.dir / "error.log"
         lines = "".join(f"    server {s} max_fails=0;\n" for s in servers)
         self.upstream.write_text("upstream app {\n" + lines + "}\n")
-        temp = "".join(f"{kind}_temp_path {self.dir}/{kind}_temp;\n  "
-                       for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        temp = "".join(
+            f"{kind}_temp_path {self.dir}/{kind}_temp;\n  "
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
         self.conf.write_text(f"""
 user root;
 worker_processes 1;
@@ -171,8 +177,14 @@ http {{
     def traffic(self, hosts, target=None, **options) -> NginxTraffic:
         """Driven through `target` (default: this machine, as the `local` host)."""
         options = {"test_command": f"{self.command} -t", "reload_command": f"{self.command} -s reload", **options}
-        return NginxTraffic(target or LocalTarget(Host(name="local", address="local")), str(self.upstream),
-                            pid_file=str(self.pid), access_log=str(self.access_log), hosts=hosts, **options)
+        return NginxTraffic(
+            target or LocalTarget(Host(name="local", address="local")),
+            str(self.upstream),
+            pid_file=str(self.pid),
+            access_log=str(self.access_log),
+            hosts=hosts,
+            **options,
+        )
 
 
 class HAProxy:
@@ -186,7 +198,8 @@ class HAProxy:
         self.url = f"http://127.0.0.1:{self.port}"
         self.socket, self.admin_address = str(self.dir / "admin.sock"), f"127.0.0.1:{admin_port}"
         self.cfg, self.pid = self.dir / "haproxy.cfg", self.dir / "haproxy.pid"
-        self.cfg.write_text(f"""
+        self.cfg.write_text(
+            f"""
 global
   stats socket {self.socket} level admin
   stats socket ipv4@{self.admin_address} level admin
@@ -205,13 +218,14 @@ backend app
   balance roundrobin
   option httpchk GET /health
   http-response set-header X-Upstream %si:%sp
-""" + "".join(f"  server {name} {addr} check inter 500ms\n" for name, addr in servers.items()))
+"""
+            + "".join(f"  server {name} {addr} check inter 500ms\n" for name, addr in servers.items())
+        )
         self.binary = require("haproxy")
 
     def start(self) -> HAProxy:
         subprocess.run([self.binary, "-c", "-q", "-f", str(self.cfg)], check=True, capture_output=True)
-        subprocess.run([self.binary, "-f", str(self.cfg), "-D", "-p", str(self.pid)], check=True,
-                       capture_output=True)
+        subprocess.run([self.binary, "-f", str(self.cfg), "-D", "-p", str(self.pid)], check=True, capture_output=True)
         _wait_listening(self.port)
         return self
 
@@ -276,8 +290,9 @@ class Load:
     """GET `url` from `threads` threads until stop(), `max_requests` sent or `max_seconds` passed, whichever is
     first; every reply is kept, failures included."""
 
-    def __init__(self, url: str, threads: int = 4, max_requests: int = 1000, max_seconds: float = 15.0,
-                 pause: float = 0.01):
+    def __init__(
+        self, url: str, threads: int = 4, max_requests: int = 1000, max_seconds: float = 15.0, pause: float = 0.01
+    ):
         self.url, self.max_requests, self.max_seconds, self.pause = url, max_requests, max_seconds, pause
         self.replies: list[Reply] = []
         self._lock, self._stop = threading.Lock(), threading.Event()

@@ -25,8 +25,15 @@ from tests.lab import HostLab, LabHost, LabUnavailable
 ROOT = Path(__file__).resolve().parents[1]
 LAB_HOSTS = 4
 # All match bot.config.DEFAULT_VERSION_PATTERN; the bad ones sort below v2 so "newest" stays a good one.
-VERSIONS = {"v1.0.0": "ok", "v1.1.0": "ok", "v1.2.0": "ok", "v1.9.0": "unhealthy", "v1.8.0": "old_version",
-            "v1.7.0": "migrate_fails", "v1.6.0": "crash"}
+VERSIONS = {
+    "v1.0.0": "ok",
+    "v1.1.0": "ok",
+    "v1.2.0": "ok",
+    "v1.9.0": "unhealthy",
+    "v1.8.0": "old_version",
+    "v1.7.0": "migrate_fails",
+    "v1.6.0": "crash",
+}
 SHARED_ENV = {"PORT": "8000", "DATABASE_URL": "postgres://demo:s3cr3t@db/app"}
 APP_PATH = "/srv/app"
 
@@ -76,8 +83,14 @@ def make_config(tmp_path, lab, artifacts) -> Callable[..., Path]:
     `artifact=` replaces the artifact template, `upload="fetch"` has hosts download it; `write_env=False` leaves
     the hosts' .env alone (a test that wants it missing); an existing .env is kept (a test may have edited it)."""
 
-    def make(hosts: list[LabHost], env: str = "prod", artifact: str | None = None, upload: str = "sftp",
-             write_env: bool = True, **overrides) -> Path:
+    def make(
+        hosts: list[LabHost],
+        env: str = "prod",
+        artifact: str | None = None,
+        upload: str = "sftp",
+        write_env: bool = True,
+        **overrides,
+    ) -> Path:
         environment = {
             "hosts": [{"host": f"root@{h.address}", "name": h.name} for h in hosts],
             "ssh": {"key_file": str(lab.key_file), "known_hosts": str(lab.known_hosts), "connect_timeout": 3},
@@ -90,8 +103,11 @@ def make_config(tmp_path, lab, artifacts) -> Callable[..., Path]:
             "min_free_mb": 10,
         }
         config = {
-            "app": {"name": "sampleapp", "artifact": artifact or str(artifacts / "sampleapp-{version}.tar.gz"),
-                    "upload": upload},
+            "app": {
+                "name": "sampleapp",
+                "artifact": artifact or str(artifacts / "sampleapp-{version}.tar.gz"),
+                "upload": upload,
+            },
             "environments": {env: deep_merge(environment, overrides)},
         }
         if write_env:
@@ -133,8 +149,13 @@ def cli_env(db_path) -> Callable[[Path], dict[str, str]]:
 
     def env(config: Path) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
-        return {**base, "DEPLOYBOT_CONFIG": str(config), "DATABASE_URL": f"sqlite:///{db_path}",
-                "PYTHONPATH": str(ROOT), "USER": "tester"}
+        return {
+            **base,
+            "DEPLOYBOT_CONFIG": str(config),
+            "DATABASE_URL": f"sqlite:///{db_path}",
+            "PYTHONPATH": str(ROOT),
+            "USER": "tester",
+        }
 
     return env
 
@@ -145,8 +166,14 @@ def cli(cli_env, tmp_path) -> Callable[..., subprocess.CompletedProcess]:
     Without config=, the deploy.yml make_config last wrote in tmp_path."""
 
     def run(*args: str, config: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "bot.cli", *args], env=cli_env(config or tmp_path / "deploy.yml"),
-                              cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", "bot.cli", *args],
+            env=cli_env(config or tmp_path / "deploy.yml"),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     return run
 
@@ -162,8 +189,12 @@ def world(tmp_path, make_config):
 
     def start(hosts, groups: dict | None = None, build_options: dict | None = None, **overrides):
         fake = FakeSlack(groups=groups).__enter__()
-        bot = BotUnderTest(make_config(hosts=hosts, **overrides), f"sqlite:///{tmp_path / 'deploybot.db'}", fake,
-                           **(build_options or {})).__enter__()
+        bot = BotUnderTest(
+            make_config(hosts=hosts, **overrides),
+            f"sqlite:///{tmp_path / 'deploybot.db'}",
+            fake,
+            **(build_options or {}),
+        ).__enter__()
         started.append((bot, fake))
         return bot
 

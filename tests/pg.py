@@ -32,14 +32,22 @@ class PostgresUnavailable(Exception):
 
 def find_bin() -> Path:
     """The newest /usr/lib/postgresql/<major>/bin holding initdb and pg_ctl (or $DEPLOYBOT_PG_BIN)."""
-    candidates = [os.environ["DEPLOYBOT_PG_BIN"]] if os.environ.get("DEPLOYBOT_PG_BIN") else sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit()
-        else 0, reverse=True)
+    candidates = (
+        [os.environ["DEPLOYBOT_PG_BIN"]]
+        if os.environ.get("DEPLOYBOT_PG_BIN")
+        else sorted(
+            glob.glob("/usr/lib/postgresql/*/bin"),
+            key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
+            reverse=True,
+        )
+    )
     for folder in map(Path, candidates):
         if (folder / "initdb").exists() and (folder / "pg_ctl").exists():
             return folder
-    raise PostgresUnavailable("PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin/initdb, pg_ctl); "
-                              "install the Debian `postgresql` package")
+    raise PostgresUnavailable(
+        "PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin/initdb, pg_ctl); "
+        "install the Debian `postgresql` package"
+    )
 
 
 class PostgresServer:
@@ -70,12 +78,35 @@ class PostgresServer:
         if self.as_root:
             for path in (self.folder, self.socket_dir):
                 os.chown(path, self._pw.pw_uid, self._pw.pw_gid)
-        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                  "--no-sync", "--no-instructions")
-        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.socket_dir} -c fsync=off "
-                   f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=100 -c TimeZone=UTC")
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.log), "-w",
-                  "-t", "60", "start")
+        self._run(
+            str(self.bin / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
+        )
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.socket_dir} -c fsync=off "
+            f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=100 -c TimeZone=UTC"
+        )
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
 
     def stop(self) -> None:
         try:

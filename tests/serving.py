@@ -17,13 +17,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def deploybot_serve(env: dict[str, str], cwd: Path, port: int, *, capture: bool = False) -> Iterator[
-        subprocess.Popen]:
+def deploybot_serve(env: dict[str, str], cwd: Path, port: int, *, capture: bool = False) -> Iterator[subprocess.Popen]:
     """Start `python -m bot.cli serve --port PORT`; stopped (and, with capture, its output read) on exit."""
     env = {"DEPLOYBOT_METRICS_ADDRESS": f"127.0.0.1:{free_port()}", **env}  # replicas side by side
     out = subprocess.PIPE if capture else subprocess.DEVNULL
-    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], env=env, cwd=cwd,
-                            stdout=out, stderr=subprocess.STDOUT if capture else subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "serve", "--port", str(port)],
+        env=env,
+        cwd=cwd,
+        stdout=out,
+        stderr=subprocess.STDOUT if capture else subprocess.DEVNULL,
+        text=True,
+    )
     try:
         yield proc
     finally:

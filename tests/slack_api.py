@@ -29,18 +29,28 @@ class Call:
     @property
     def text(self) -> str:
         """Everything a user would read: text plus every text in the blocks (or the view's blocks)."""
-        return self.params.get("text", "") + "\n" + _texts(self.params.get("blocks") or
-                                                          (self.params.get("view") or {}).get("blocks") or [])
+        return (
+            self.params.get("text", "")
+            + "\n"
+            + _texts(self.params.get("blocks") or (self.params.get("view") or {}).get("blocks") or [])
+        )
 
     def buttons(self) -> list[str]:
-        return [e["action_id"] for b in self.params.get("blocks") or [] if b.get("type") == "actions"
-                for e in b.get("elements", [])]
+        return [
+            e["action_id"]
+            for b in self.params.get("blocks") or []
+            if b.get("type") == "actions"
+            for e in b.get("elements", [])
+        ]
 
 
 def _texts(node: object) -> str:
     if isinstance(node, dict):
-        return "\n".join(_texts(v) for k, v in node.items() if k in ("text", "elements", "fields", "blocks")
-                         or isinstance(v, list | dict))
+        return "\n".join(
+            _texts(v)
+            for k, v in node.items()
+            if k in ("text", "elements", "fields", "blocks") or isinstance(v, list | dict)
+        )
     if isinstance(node, list):
         return "\n".join(_texts(v) for v in node)
     return node if isinstance(node, str) else ""
@@ -117,8 +127,11 @@ class FakeSlack:
 
     def message(self, ts: str) -> Call:
         """The latest version of a posted message (its last chat.update, else its chat.postMessage)."""
-        versions = [c for c in self.of("chat.postMessage", "chat.update")
-                    if c.params.get("ts") == ts or c.params.get("_ts") == ts]
+        versions = [
+            c
+            for c in self.of("chat.postMessage", "chat.update")
+            if c.params.get("ts") == ts or c.params.get("_ts") == ts
+        ]
         return versions[-1]
 
     def thread(self, ts: str) -> list[Call]:
@@ -131,8 +144,12 @@ class FakeSlack:
         if method == "chat.postMessage":
             ts = f"1732270000.{next(self._ts):06d}"
             params["_ts"] = ts
-            return {"ok": True, "channel": params.get("channel"), "ts": ts,
-                    "message": {"type": "message", "text": params.get("text", ""), "ts": ts, "bot_id": "B0BOT"}}
+            return {
+                "ok": True,
+                "channel": params.get("channel"),
+                "ts": ts,
+                "message": {"type": "message", "text": params.get("text", ""), "ts": ts, "bot_id": "B0BOT"},
+            }
         if method == "chat.update":
             return {"ok": True, "channel": params.get("channel"), "ts": params.get("ts"), "text": params.get("text")}
         if method == "chat.postEphemeral":
@@ -145,8 +162,15 @@ class FakeSlack:
                 return {"ok": False, "error": "no_such_subteam"}
             return {"ok": True, "users": self.groups[group]}
         if method == "auth.test":
-            return {"ok": True, "url": "https://example.slack.com/", "team": "Example", "user": "deploybot",
-                    "team_id": "T0TEAM", "user_id": "U0BOT", "bot_id": "B0BOT"}
+            return {
+                "ok": True,
+                "url": "https://example.slack.com/",
+                "team": "Example",
+                "user": "deploybot",
+                "team_id": "T0TEAM",
+                "user_id": "U0BOT",
+                "bot_id": "B0BOT",
+            }
         return {"ok": True}
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -179,7 +203,7 @@ class FakeSlack:
                 if url.path.startswith("/response/"):
                     method = "response_url"
                 elif url.path.startswith("/api/"):
-                    method = url.path[len("/api/"):]
+                    method = url.path[len("/api/") :]
                 else:
                     self._send(404, {"ok": False})
                     return

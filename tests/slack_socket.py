@@ -50,9 +50,18 @@ class FakeSocketMode:
         with self._lock:
             self._acks[envelope_id] = waiter
         assert self._conn is not None
-        self._conn.send(json.dumps({"envelope_id": envelope_id, "type": envelope_type, "payload": payload,
-                                    "accepts_response_payload": envelope_type != "events_api",
-                                    "retry_attempt": 0, "retry_reason": ""}))
+        self._conn.send(
+            json.dumps(
+                {
+                    "envelope_id": envelope_id,
+                    "type": envelope_type,
+                    "payload": payload,
+                    "accepts_response_payload": envelope_type != "events_api",
+                    "retry_attempt": 0,
+                    "retry_reason": "",
+                }
+            )
+        )
         try:
             ack = waiter.get(timeout=timeout)
         except queue.Empty:
@@ -61,8 +70,16 @@ class FakeSocketMode:
 
     def _session(self, conn: ServerConnection) -> None:
         self._conn = conn
-        conn.send(json.dumps({"type": "hello", "num_connections": 1,
-                              "debug_info": {"host": "fake-socket-mode"}, "connection_info": {"app_id": "A0APP"}}))
+        conn.send(
+            json.dumps(
+                {
+                    "type": "hello",
+                    "num_connections": 1,
+                    "debug_info": {"host": "fake-socket-mode"},
+                    "connection_info": {"app_id": "A0APP"},
+                }
+            )
+        )
         self._connected.set()
         try:
             for raw in conn:

@@ -47,7 +47,8 @@ def audit_rows(store, deployment_id=None, action=None) -> list:
 
 # ---- S3 artifacts --------------------------------------------------------------------------------------------
 def test_hosts_fetch_from_s3_through_presigned_urls_and_a_wrong_checksum_stops_before_any_switch(
-        hosts, aws, artifacts, make_config, service, cli):
+    hosts, aws, artifacts, make_config, service, cli
+):
     two = hosts[:2]
     upload(aws, artifacts, "v1.0.0")  # no published checksum: the bot downloads it once to compute one
     upload(aws, artifacts, "v1.1.0", sha256=sha(artifacts / "sampleapp-v1.1.0.tar.gz"))
@@ -142,7 +143,8 @@ REASON = "Threshold Crossed: 1 datapoint [12.0] was greater than the threshold (
 
 
 def test_an_alarm_in_alarm_refuses_the_start_and_an_override_with_a_reason_proceeds(
-        hosts, aws, make_config, service, cli):
+    hosts, aws, make_config, service, cli
+):
     one = hosts[:1]
     for name in ("sampleapp-prod-5xx", "sampleapp-prod-latency", "shared-db-cpu"):
         aws.alarm(name)
@@ -185,8 +187,13 @@ def test_an_alarm_going_off_in_the_verification_window_rolls_back(hosts, aws, ma
     svc = service(make_config(two, verify_seconds=3, alarms={"names": ["sampleapp-prod-errors"], "interval": 0.2}))
     assert svc.deploy("prod", "v1.0.0", "cli:test").state is State.SUCCEEDED
     fire = threading.Timer(0.7, aws.set_alarm, ("sampleapp-prod-errors", "ALARM", REASON))
-    svc.events.subscribe(lambda e: fire.start() if isinstance(e, StageStarted) and e.stage == "verify"
-                         and e.host is None and e.deployment_id == 2 else None)
+    svc.events.subscribe(
+        lambda e: (
+            fire.start()
+            if isinstance(e, StageStarted) and e.stage == "verify" and e.host is None and e.deployment_id == 2
+            else None
+        )
+    )
     dep = svc.deploy("prod", "v1.1.0", "cli:test")
     fire.join()
     assert dep.state is State.ROLLED_BACK and dep.failed_stage == "verify", dep.error
@@ -203,8 +210,11 @@ def test_a_secret_lands_in_shared_env_with_mode_0600_and_nowhere_else(hosts, aws
     two = hosts[:2]
     values = {"DATABASE_URL": "postgres://app:Zq8-sealed-pass@db.internal/shop", "SECRET_KEY": "sk-7f3a9c1e5b2d4f60"}
     aws.secret("sampleapp/prod", {**values, "NOT_ASKED": "unused-value-0x51"})
-    make_config(two, required_env=["DATABASE_URL", "SECRET_KEY"],
-                secrets_manager={"secret_id": "sampleapp/prod", "keys": ["DATABASE_URL", "SECRET_KEY"]})
+    make_config(
+        two,
+        required_env=["DATABASE_URL", "SECRET_KEY"],
+        secrets_manager={"secret_id": "sampleapp/prod", "keys": ["DATABASE_URL", "SECRET_KEY"]},
+    )
     plan = cli("deploy", "prod", "v1.0.0", "--dry-run")
     assert plan.returncode == 0, plan.stderr
     assert "sftp put <DATABASE_URL, SECRET_KEY from Secrets Manager secret sampleapp/prod>" in plan.stdout
@@ -236,21 +246,31 @@ def test_a_secret_lands_in_shared_env_with_mode_0600_and_nowhere_else(hosts, aws
 def test_the_cli_loads_no_boto3_for_help_status_and_history(tmp_path):
     from bot.demo import build_workspace
 
-    env = {**os.environ, "DEPLOYBOT_CONFIG": str(build_workspace(tmp_path / "w")), "PYTHONPATH": str(ROOT),
-           "DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}"}
+    env = {
+        **os.environ,
+        "DEPLOYBOT_CONFIG": str(build_workspace(tmp_path / "w")),
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}",
+    }
     Store(env["DATABASE_URL"]).close()
     for args in (["--help"], ["status", "prod"], ["history", "prod"]):
-        run = subprocess.run([sys.executable, "-X", "importtime", "-m", "bot.cli", *args], env=env,
-                             capture_output=True, text=True, timeout=60)
+        run = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "bot.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert run.returncode == 0, run.stderr[-2000:]
         assert "boto3" not in run.stderr and "botocore" not in run.stderr, args
 
 
 def test_presigned_urls_are_masked_wherever_shown():
-    url = ("http://10.0.0.1:9000/releases/app-v1.tar.gz?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential="
-           "AKIAIOSFODNN7EXAMPLE%2F20240101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20240101T000000Z&"
-           "X-Amz-Expires=300&X-Amz-SignedHeaders=host&X-Amz-Security-Token=FwoGZXIvYXdzEJr&X-Amz-Signature="
-           + "ab" * 32)
+    url = (
+        "http://10.0.0.1:9000/releases/app-v1.tar.gz?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential="
+        "AKIAIOSFODNN7EXAMPLE%2F20240101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20240101T000000Z&"
+        "X-Amz-Expires=300&X-Amz-SignedHeaders=host&X-Amz-Security-Token=FwoGZXIvYXdzEJr&X-Amz-Signature=" + "ab" * 32
+    )
     shown = Redactor()(f"curl -fsSL '{url}' failed")
     assert "X-Amz-Signature=***" in shown and "X-Amz-Credential=***&" in shown
     assert "X-Amz-Security-Token=***&" in shown
@@ -259,10 +279,18 @@ def test_presigned_urls_are_masked_wherever_shown():
     assert legacy == "http://h/b/k?AWSAccessKeyId=***&Signature=***&Expires=1"
 
 
-BASE = {"app": {"name": "shop", "artifact": "s3://releases/shop-{version}.tar.gz", "upload": "fetch"},
-        "environments": {"prod": {"hosts": {"ec2": {"tags": {"App": "shop"}}}, "path": "/srv/{instance_id}",
-                                  "restart": "bin/restart", "health": {"url": "http://{private_ip}:8000/health"},
-                                  "ssh": {"accept_unknown_hosts": True}}}}
+BASE = {
+    "app": {"name": "shop", "artifact": "s3://releases/shop-{version}.tar.gz", "upload": "fetch"},
+    "environments": {
+        "prod": {
+            "hosts": {"ec2": {"tags": {"App": "shop"}}},
+            "path": "/srv/{instance_id}",
+            "restart": "bin/restart",
+            "health": {"url": "http://{private_ip}:8000/health"},
+            "ssh": {"accept_unknown_hosts": True},
+        }
+    },
+}
 
 
 def test_the_aws_keys_of_deploy_yml_are_checked(monkeypatch):
@@ -280,8 +308,13 @@ def test_the_aws_keys_of_deploy_yml_are_checked(monkeypatch):
     with pytest.raises(ConfigError) as err:
         parse_config(bad)
     found = "\n".join(err.value.problems)
-    for where in ("app.artifact", "environments.prod.hosts.ec2.tags", "environments.prod.hosts.ec2.address",
-                  "environments.prod.alarms", "environments.prod.secrets_manager.keys"):
+    for where in (
+        "app.artifact",
+        "environments.prod.hosts.ec2.tags",
+        "environments.prod.hosts.ec2.address",
+        "environments.prod.alarms",
+        "environments.prod.secrets_manager.keys",
+    ):
         assert where in found
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     monkeypatch.delenv("AWS_REGION", raising=False)

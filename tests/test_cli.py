@@ -31,8 +31,20 @@ from bot.demo import build_workspace, stop_apps
 from bot.sampleapp import build_artifact, write_shared_env
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = {"deploy", "rollback", "status", "history", "logs", "lock", "unlock", "check-config", "init", "demo",
-            "serve", "audit"}
+COMMANDS = {
+    "deploy",
+    "rollback",
+    "status",
+    "history",
+    "logs",
+    "lock",
+    "unlock",
+    "check-config",
+    "init",
+    "demo",
+    "serve",
+    "audit",
+}
 HEAVY = ("pydantic", "yaml", "sqlalchemy", "alembic", "fabric", "paramiko", "slack_sdk", "slack_bolt", "rich")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 DEPLOYMENT_KEYS = {"id", "kind", "version", "state", "requested_by", "created_at"}
@@ -42,9 +54,15 @@ def deploybot(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subpr
     """A fresh process with no terminal on stdin, no config or store from this shell, and a HOME of its own."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_URL", "DEPLOYBOT_"))}
     (cwd.parent / "home").mkdir(exist_ok=True)
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, stdin=subprocess.DEVNULL,
-                          env={**base, "PYTHONPATH": str(ROOT), "HOME": str(cwd.parent / "home"), **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        env={**base, "PYTHONPATH": str(ROOT), "HOME": str(cwd.parent / "home"), **(env or {})},
+    )
 
 
 def free_port() -> int:
@@ -53,14 +71,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def in_terminal(*args: str, cwd: Path, env: dict[str, str], answers: tuple[tuple[str, str], ...] = (),
-                width: int = 120) -> tuple[int, str]:
+def in_terminal(
+    *args: str, cwd: Path, env: dict[str, str], answers: tuple[tuple[str, str], ...] = (), width: int = 120
+) -> tuple[int, str]:
     """Run with stdin, stdout and stderr on a pseudo-terminal; type each answer once its prompt shows.
     Returns the exit code and what the terminal received, escape sequences removed."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, width, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", *args], stdin=slave, stdout=slave, stderr=slave,
-                            cwd=cwd, env={**env, "TERM": "xterm", "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=cwd,
+        env={**env, "TERM": "xterm", "PYTHONPATH": str(ROOT)},
+    )
     os.close(slave)
     raw, pending, deadline = b"", list(answers), time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -82,6 +107,7 @@ def in_terminal(*args: str, cwd: Path, env: dict[str, str], answers: tuple[tuple
 
 
 # ---- help, version, choices, completion ------------------------------------------------------------------------
+
 
 def test_version_is_the_installed_one(tmp_path):
     res = deploybot("--version", cwd=tmp_path)
@@ -115,8 +141,14 @@ def test_every_argument_and_option_has_help():
 
 
 def test_help_loads_none_of_the_heavy_libraries(tmp_path):
-    res = subprocess.run([sys.executable, "-X", "importtime", "-m", "bot.cli", "--help"], cwd=tmp_path,
-                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "bot.cli", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
     assert res.returncode == 0
     loaded = {line.split("|")[-1].strip().split(".")[0] for line in res.stderr.splitlines() if "|" in line}
     assert loaded & set(HEAVY) == set()
@@ -136,8 +168,14 @@ def test_shell_completion_script_commands_and_environment_names(tmp_path):
     assert script.returncode == 0 and "_DEPLOYBOT_COMPLETE=complete_bash" in script.stdout
 
     def complete(words: str) -> list[str]:
-        res = deploybot(cwd=tmp_path, env={"_DEPLOYBOT_COMPLETE": "complete_bash", "COMP_WORDS": words,
-                                           "COMP_CWORD": str(len(words.split(" ")) - 1)})
+        res = deploybot(
+            cwd=tmp_path,
+            env={
+                "_DEPLOYBOT_COMPLETE": "complete_bash",
+                "COMP_WORDS": words,
+                "COMP_CWORD": str(len(words.split(" ")) - 1),
+            },
+        )
         assert res.returncode == 0, res.stderr
         return res.stdout.split()
 
@@ -150,6 +188,7 @@ def test_shell_completion_script_commands_and_environment_names(tmp_path):
 
 
 # ---- --json and the live view, after real deploys to local targets -----------------------------------------------
+
 
 @pytest.fixture
 def workspace(tmp_path):
@@ -177,13 +216,17 @@ def test_status_and_history_json_after_real_deploys(workspace, cli):
     assert set(prod["last"]) == DEPLOYMENT_KEYS
     assert prod["last"]["id"] == 2 and prod["last"]["version"] == "v1.1.0" and prod["last"]["state"] == "succeeded"
     assert prod["last"]["requested_by"] == "cli:tester" and prod["last"]["created_at"].endswith("+00:00")
-    assert [(h["name"], h["address"], h["release"], h["answering"], h["error"]) for h in prod["hosts"]] == \
-        [("web1", "local", "v1.1.0", "v1.1.0", ""), ("web2", "local", "v1.1.0", "v1.1.0", "")]
+    assert [(h["name"], h["address"], h["release"], h["answering"], h["error"]) for h in prod["hosts"]] == [
+        ("web1", "local", "v1.1.0", "v1.1.0", ""),
+        ("web2", "local", "v1.1.0", "v1.1.0", ""),
+    ]
 
     res = cli("history", "prod", "--json", config=workspace)
     rows = json.loads(res.stdout)
-    assert [(r["id"], r["version"], r["kind"], r["state"], r["via"]) for r in rows] == \
-        [(2, "v1.1.0", "deploy", "succeeded", "cli"), (1, "v1.0.0", "deploy", "succeeded", "cli")]
+    assert [(r["id"], r["version"], r["kind"], r["state"], r["via"]) for r in rows] == [
+        (2, "v1.1.0", "deploy", "succeeded", "cli"),
+        (1, "v1.0.0", "deploy", "succeeded", "cli"),
+    ]
     assert set(rows[0]) >= DEPLOYMENT_KEYS and rows[0]["previous_version"] == "v1.0.0"
     assert rows[0]["environment"] == "prod" and rows[0]["seconds"] > 0 and rows[0]["failed_stage"] is None
 
@@ -196,7 +239,7 @@ def test_a_terminal_gets_the_live_table_and_the_same_outcome_line(workspace, cli
     env = cli_env(workspace)
     code, out = in_terminal("deploy", "prod", "v1.2.0", "--yes", cwd=workspace.parent, env=env)  # fails health
     assert code == 1, out
-    final = out[out.rindex("#2 deploy v1.2.0 -> prod"):]  # the last redraw of the table
+    final = out[out.rindex("#2 deploy v1.2.0 -> prod") :]  # the last redraw of the table
     assert re.search(r"stage\s+┃ all hosts\s+┃ web1\s+┃ web2", final)
     assert re.search(r"│ health\s+│ FAIL [\d.]+s │ FAIL [\d.]+s │ FAIL", final)
     assert re.search(r"│ revert\s+│ ok [\d.]+s\s+│ ok", final) and "↩ rolling back web1, web2 to v1.0.0" in final
@@ -238,9 +281,18 @@ def _render(renderable) -> str:
 
 # ---- init ------------------------------------------------------------------------------------------------------
 
+
 def init_args(tmp_path: Path, *extra: str) -> list[str]:
-    return ["init", "--app", "shop", "--artifact", str(tmp_path / "artifacts" / "shop-{version}.tar.gz"),
-            "--restart", "sh bin/restart", *extra]
+    return [
+        "init",
+        "--app",
+        "shop",
+        "--artifact",
+        str(tmp_path / "artifacts" / "shop-{version}.tar.gz"),
+        "--restart",
+        "sh bin/restart",
+        *extra,
+    ]
 
 
 def test_init_with_a_local_host_then_check_config_and_a_real_deploy(tmp_path):
@@ -260,8 +312,22 @@ def test_init_with_a_local_host_then_check_config_and_a_real_deploy(tmp_path):
     assert check.returncode == 0 and check.stdout.strip() == "ok: shop: prod (1 hosts)", check.stderr
 
     # the written file deploys: the sample app, on a free port
-    assert deploybot(*init_args(project, "--host", "local", "--path", str(srv), "--force", "--health-url",
-                                f"http://127.0.0.1:{port}/health"), cwd=project).returncode == 0
+    assert (
+        deploybot(
+            *init_args(
+                project,
+                "--host",
+                "local",
+                "--path",
+                str(srv),
+                "--force",
+                "--health-url",
+                f"http://127.0.0.1:{port}/health",
+            ),
+            cwd=project,
+        ).returncode
+        == 0
+    )
     build_artifact(project / "artifacts", "shop", "v1.0.0")
     write_shared_env(srv / "shared", {"PORT": str(port)})
     plan = deploybot("deploy", "prod", "v1.0.0", "--dry-run", cwd=project)
@@ -271,21 +337,42 @@ def test_init_with_a_local_host_then_check_config_and_a_real_deploy(tmp_path):
         assert done.returncode == 0 and "#1 SUCCEEDED" in done.stdout, done.stdout + done.stderr
     finally:
         if (srv / "current").exists():
-            subprocess.run(["sh", "bin/stop"], cwd=srv / "current", capture_output=True,
-                           env={"APP_SHARED": str(srv / "shared"), "PATH": "/usr/bin:/bin"})
+            subprocess.run(
+                ["sh", "bin/stop"],
+                cwd=srv / "current",
+                capture_output=True,
+                env={"APP_SHARED": str(srv / "shared"), "PATH": "/usr/bin:/bin"},
+            )
 
 
 def test_init_with_an_ssh_host_then_check_config_names_the_missing_known_hosts(tmp_path):
     project = tmp_path / "project"
     (project / "artifacts").mkdir(parents=True)
-    res = deploybot(*init_args(project, "--host", "deploy@web1.example.com:2222", "--host", "deploy@web2.example.com",
-                               "--approver", "U024BE7LH", "--approver", "S0PMGROUP", "--env", "live",
-                               "--output", "shop.yml"), cwd=project)
+    res = deploybot(
+        *init_args(
+            project,
+            "--host",
+            "deploy@web1.example.com:2222",
+            "--host",
+            "deploy@web2.example.com",
+            "--approver",
+            "U024BE7LH",
+            "--approver",
+            "S0PMGROUP",
+            "--env",
+            "live",
+            "--output",
+            "shop.yml",
+        ),
+        cwd=project,
+    )
     assert res.returncode == 0, res.stderr
     assert "ssh-keyscan -H -p 2222 web1.example.com" in res.stdout and "check-config --config shop.yml" in res.stdout
     env = parse_config(yaml.safe_load((project / "shop.yml").read_text())).environments["live"]
-    assert [(h.user, h.address, h.port) for h in env.hosts] == [("deploy", "web1.example.com", 2222),
-                                                                ("deploy", "web2.example.com", 22)]
+    assert [(h.user, h.address, h.port) for h in env.hosts] == [
+        ("deploy", "web1.example.com", 2222),
+        ("deploy", "web2.example.com", 22),
+    ]
     assert env.path == "/srv/shop" and env.health.url == "http://{host}:8000/health"
     assert env.approval.approvers == ["U024BE7LH", "S0PMGROUP"]
     check = deploybot("check-config", "--config", "shop.yml", cwd=project)
@@ -327,13 +414,19 @@ HOSTILE = [
 ]
 
 
-@pytest.mark.parametrize(("extra", "where"), HOSTILE, ids=[w.split(":")[0] + str(i) for i, (_, w) in
-                                                            enumerate(HOSTILE)])
+@pytest.mark.parametrize(
+    ("extra", "where"), HOSTILE, ids=[w.split(":")[0] + str(i) for i, (_, w) in enumerate(HOSTILE)]
+)
 def test_init_refuses_bad_input_with_its_location_and_writes_nothing(tmp_path, extra, where):
     project = tmp_path / "project"
     project.mkdir()
-    base = {"--app": "shop", "--artifact": "/tmp/shop-{version}.tar.gz", "--path": "/srv/shop",
-            "--restart": "sh bin/restart", "--host": "deploy@web1"}
+    base = {
+        "--app": "shop",
+        "--artifact": "/tmp/shop-{version}.tar.gz",
+        "--path": "/srv/shop",
+        "--restart": "sh bin/restart",
+        "--host": "deploy@web1",
+    }
     for flag in extra[::2]:
         base.pop(flag, None)
     res = deploybot("init", *[x for kv in base.items() for x in kv], *extra, cwd=project)
@@ -353,10 +446,20 @@ def test_init_in_a_terminal_asks_for_what_is_missing(tmp_path):
     project = tmp_path / "project"
     (project / "artifacts").mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_URL", "DEPLOYBOT_"))}
-    code, out = in_terminal("init", "--app", "shop", cwd=project, env={**env, "HOME": str(tmp_path)}, answers=(
-        ("Artifact of each version", str(project / "artifacts" / "shop-{version}.tgz")),
-        ("Hosts (", "local"), ("Base path on each host", str(project / "srv")), ("Restart command", "sh bin/restart"),
-        ("Health URL", "")))  # the default, shown in brackets
+    code, out = in_terminal(
+        "init",
+        "--app",
+        "shop",
+        cwd=project,
+        env={**env, "HOME": str(tmp_path)},
+        answers=(
+            ("Artifact of each version", str(project / "artifacts" / "shop-{version}.tgz")),
+            ("Hosts (", "local"),
+            ("Base path on each host", str(project / "srv")),
+            ("Restart command", "sh bin/restart"),
+            ("Health URL", ""),
+        ),
+    )  # the default, shown in brackets
     assert code == 0, out
     assert "[/srv/shop]" in out and "[http://127.0.0.1:8000/health]" in out and "ok: shop: prod (1 hosts)" in out
     env_cfg = parse_config(yaml.safe_load((project / "deploy.yml").read_text())).environments["prod"]

@@ -10,8 +10,12 @@ from bot.redact import Redactor
 BASE = {
     "app": {"name": "shop", "artifact": "/artifacts/shop-{version}.tar.gz"},
     "environments": {
-        "prod": {"hosts": ["deploy@10.0.0.1", "10.0.0.2:2222"], "path": "/srv/shop", "restart": "bin/restart",
-                 "health": {"url": "http://{host}:8000/health"}},
+        "prod": {
+            "hosts": ["deploy@10.0.0.1", "10.0.0.2:2222"],
+            "path": "/srv/shop",
+            "restart": "bin/restart",
+            "health": {"url": "http://{host}:8000/health"},
+        },
     },
 }
 
@@ -26,8 +30,17 @@ def test_valid_config_parses_hosts_and_defaults():
 
 
 def test_every_problem_is_reported_with_its_location():
-    bad = {**BASE, "environments": {"prod": {**BASE["environments"]["prod"], "hosts": ["ok@h", "a b"],
-                                              "keep_releases": 1, "strategy": {"kind": "yolo"}}}}
+    bad = {
+        **BASE,
+        "environments": {
+            "prod": {
+                **BASE["environments"]["prod"],
+                "hosts": ["ok@h", "a b"],
+                "keep_releases": 1,
+                "strategy": {"kind": "yolo"},
+            }
+        },
+    }
     with pytest.raises(ConfigError) as err:
         parse_config(bad)
     text = str(err.value)
@@ -40,8 +53,9 @@ def test_hosts_can_only_fetch_an_artifact_url():
     with pytest.raises(ConfigError) as err:
         parse_config({**BASE, "app": {**BASE["app"], "upload": "fetch"}})
     assert "app.upload" in str(err.value) and "http(s) artifact URL" in str(err.value)
-    cfg = parse_config({**BASE, "app": {"name": "shop", "artifact": "https://store/shop-{version}.tgz",
-                                        "upload": "fetch"}})
+    cfg = parse_config(
+        {**BASE, "app": {"name": "shop", "artifact": "https://store/shop-{version}.tgz", "upload": "fetch"}}
+    )
     assert cfg.app.upload == "fetch"
 
 
@@ -62,8 +76,9 @@ def test_plain_versions_pass(version):
     assert parse_config(BASE).check_version(version) == version
 
 
-@pytest.mark.parametrize("version", ["v1; rm -rf /", "$(id)", "../../etc", "v1.2.3 ", "x" * 65, "v1.2\u00e9", "",
-                                     "v1..2", "v1/2", "latest"])
+@pytest.mark.parametrize(
+    "version", ["v1; rm -rf /", "$(id)", "../../etc", "v1.2.3 ", "x" * 65, "v1.2\u00e9", "", "v1..2", "v1/2", "latest"]
+)
 def test_hostile_versions_are_refused(version):
     with pytest.raises(InvalidVersion):
         parse_config(BASE).check_version(version)

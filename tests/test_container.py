@@ -63,6 +63,7 @@ def image_env() -> dict[str, str]:
 # ---- the build context, as .dockerignore filters it (Docker's rules: last match wins, `!` re-includes, a pattern
 # that matches a folder excludes everything in it, `**` spans folders)
 
+
 def _pattern(pattern: str) -> re.Pattern:
     out, i = "", 0
     while i < len(pattern):
@@ -76,7 +77,7 @@ def _pattern(pattern: str) -> re.Pattern:
             out, i = out + "[^/]", i + 1
         elif pattern[i] == "[":
             end = pattern.index("]", i)
-            out, i = out + pattern[i:end + 1], end + 1
+            out, i = out + pattern[i : end + 1], end + 1
         else:
             out, i = out + re.escape(pattern[i]), i + 1
     return re.compile(out + r"\Z")
@@ -125,8 +126,23 @@ def build_stage(tmp_path: Path) -> tuple[Path, dict[str, str]]:
                 shutil.copy(path, src / relative)
     prefix = tmp_path / "install"
     # --ignore-installed: without it pip uninstalls the checkout's own editable install to "replace" it
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--ignore-installed",
-                    "--prefix", str(prefix), str(src)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--ignore-installed",
+            "--prefix",
+            str(prefix),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     site = Path(sysconfig.get_path("purelib", vars={"base": str(prefix)}))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_URL", "DEPLOYBOT_"))}
     env["PYTHONPATH"] = str(site)
@@ -141,14 +157,29 @@ def installed(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
 def test_dockerignore_keeps_the_sources_and_drops_the_rest():
     rules = dockerignore()
-    tracked = subprocess.run(["git", "ls-files", *copied_sources()], cwd=ROOT, capture_output=True, text=True,
-                             check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files", *copied_sources()], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert any(t.startswith("bot/store/migrations/") for t in tracked) and "pyproject.toml" in tracked
     assert [t for t in tracked if ignored(t, rules)] == []  # every tracked file the build copies is sent
-    for dropped in [".git/HEAD", ".ci/run", "tests/test_container.py", "benchmarks/bench_ack.py", ".benchmarks/x",
-                    "bot/__pycache__/config.cpython-311.pyc", "bot/store/__pycache__/x.pyc", "deploybot.db",
-                    "data/deploybot.db-wal", ".pytest_cache/v/cache", ".ruff_cache/x", "deploy.yml", ".env",
-                    "deploybot.egg-info/PKG-INFO", "examples/deploy.yml", "docs/container.md"]:
+    for dropped in [
+        ".git/HEAD",
+        ".ci/run",
+        "tests/test_container.py",
+        "benchmarks/bench_ack.py",
+        ".benchmarks/x",
+        "bot/__pycache__/config.cpython-311.pyc",
+        "bot/store/__pycache__/x.pyc",
+        "deploybot.db",
+        "data/deploybot.db-wal",
+        ".pytest_cache/v/cache",
+        ".ruff_cache/x",
+        "deploy.yml",
+        ".env",
+        "deploybot.egg-info/PKG-INFO",
+        "examples/deploy.yml",
+        "docs/container.md",
+    ]:
         assert ignored(dropped, rules), dropped
 
 
@@ -156,12 +187,24 @@ def test_image_build_stage_installs_a_working_deploybot(tmp_path, installed):
     prefix, env = installed
     run_dir = tmp_path / "elsewhere"
     run_dir.mkdir()
-    res = subprocess.run([str(prefix / "bin" / "deploybot"), "demo", "--workdir", str(run_dir / "demo")],
-                         env=env, cwd=run_dir, capture_output=True, text=True, timeout=180)
+    res = subprocess.run(
+        [str(prefix / "bin" / "deploybot"), "demo", "--workdir", str(run_dir / "demo")],
+        env=env,
+        cwd=run_dir,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert re.search(r"audit verify: \d+ rows, intact", res.stdout), res.stdout[-2000:]
-    import_check = subprocess.run([sys.executable, "-c", "import bot, handlers; print(bot.__file__)"], env=env,
-                                  cwd=run_dir, capture_output=True, text=True, timeout=60)
+    import_check = subprocess.run(
+        [sys.executable, "-c", "import bot, handlers; print(bot.__file__)"],
+        env=env,
+        cwd=run_dir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert str(prefix) in import_check.stdout  # the installed copy ran, not the source tree
 
 
@@ -177,9 +220,17 @@ def test_image_runs_as_a_numeric_non_root_user_with_its_data_in_the_volume():
 
 
 def write_config(folder: Path) -> Path:
-    config = {"app": {"name": "shop", "artifact": str(folder / "shop-{version}.tar.gz")},
-              "environments": {"prod": {"hosts": ["deploy@10.0.1.11"], "path": "/srv/shop", "restart": "bin/restart",
-                                        "health": {"url": "http://{host}:8000/health"}}}}
+    config = {
+        "app": {"name": "shop", "artifact": str(folder / "shop-{version}.tar.gz")},
+        "environments": {
+            "prod": {
+                "hosts": ["deploy@10.0.1.11"],
+                "path": "/srv/shop",
+                "restart": "bin/restart",
+                "health": {"url": "http://{host}:8000/health"},
+            }
+        },
+    }
     path = folder / "deploy.yml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -188,9 +239,14 @@ def write_config(folder: Path) -> Path:
 def container_env(installed_env: dict[str, str], tmp_path: Path, slack: FakeSlack, port: int) -> dict[str, str]:
     """The image's ENV with this test's port, config, store and Slack; the installed copy on PATH/PYTHONPATH."""
     env = {**installed_env, **image_env()}
-    env.update(DEPLOYBOT_PORT=str(port), DEPLOYBOT_CONFIG=str(write_config(tmp_path)),
-               DATABASE_URL=f"sqlite:///{tmp_path / 'deploybot.db'}", SLACK_API_URL=slack.api_url,
-               SLACK_BOT_TOKEN="xoxb-test", SLACK_SIGNING_SECRET="test-secret")
+    env.update(
+        DEPLOYBOT_PORT=str(port),
+        DEPLOYBOT_CONFIG=str(write_config(tmp_path)),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'deploybot.db'}",
+        SLACK_API_URL=slack.api_url,
+        SLACK_BOT_TOKEN="xoxb-test",
+        SLACK_SIGNING_SECRET="test-secret",
+    )
     return env
 
 
@@ -217,8 +273,9 @@ def test_healthcheck_uses_the_configured_port_and_fails_when_nothing_serves(tmp_
         res = healthcheck(env)
         assert res.returncode == 1, res  # unhealthy (Docker reserves 2)
         other = container_env(installed[1], tmp_path, slack, free_port())
-        proc = subprocess.Popen(exec_form("CMD"), env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            exec_form("CMD"), env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         try:
             wait_healthy(env, proc)
             assert healthcheck(other).returncode == 1  # it checks DEPLOYBOT_PORT, not a fixed port
@@ -227,15 +284,18 @@ def test_healthcheck_uses_the_configured_port_and_fails_when_nothing_serves(tmp_
             proc.communicate(timeout=30)
 
 
-@pytest.mark.skipif(shutil.which("tini") is None or shutil.which("unshare") is None or os.geteuid() != 0,
-                    reason="needs Debian's tini, util-linux unshare and root (a PID namespace, as in a container)")
+@pytest.mark.skipif(
+    shutil.which("tini") is None or shutil.which("unshare") is None or os.geteuid() != 0,
+    reason="needs Debian's tini, util-linux unshare and root (a PID namespace, as in a container)",
+)
 def test_tini_as_pid_1_passes_sigterm_to_the_bot(tmp_path, installed):
     """`docker stop` sends SIGTERM to PID 1: tini must hand it to the bot, which then stops; nobody is SIGKILLed."""
     with FakeSlack() as slack:
         env = container_env(installed[1], tmp_path, slack, free_port())
         command = ["unshare", "--pid", "--fork", "--kill-child", *exec_form("ENTRYPOINT"), *exec_form("CMD")]
-        proc = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
+        proc = subprocess.Popen(
+            command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         try:
             wait_healthy(env, proc)
             [init] = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
@@ -254,8 +314,7 @@ def test_tini_as_pid_1_passes_sigterm_to_the_bot(tmp_path, installed):
 
 def test_container_doc_compose_snippet_matches_the_image():
     doc = (ROOT / "docs" / "container.md").read_text()
-    [compose] = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", doc, re.S)
-                 if "services:" in block]
+    [compose] = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", doc, re.S) if "services:" in block]
     [service] = compose["services"].values()
     assert service.get("init") is True or service.get("entrypoint", [None])[0] == "tini"
     grace = int(str(service["stop_grace_period"]).rstrip("s"))
@@ -265,15 +324,28 @@ def test_container_doc_compose_snippet_matches_the_image():
 
 def test_serve_refuses_to_start_with_a_clear_error(tmp_path):
     """A container that cannot start must say why in one line (no traceback, no token), and exit non-zero."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SLACK_BOT_TOKEN": "xoxb-do-not-print", "SLACK_SIGNING_SECRET": "s",
-           "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "SLACK_BOT_TOKEN": "xoxb-do-not-print",
+        "SLACK_SIGNING_SECRET": "s",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+    }
     env.pop("SLACK_APP_TOKEN", None)
     nobody = f"http://127.0.0.1:{free_port()}/api/"  # nothing listens there
-    cases = {"config error: ": {"DEPLOYBOT_CONFIG": str(tmp_path / "missing.yml")},
-             "cannot start: Slack at ": {"DEPLOYBOT_CONFIG": str(write_config(tmp_path)), "SLACK_API_URL": nobody}}
+    cases = {
+        "config error: ": {"DEPLOYBOT_CONFIG": str(tmp_path / "missing.yml")},
+        "cannot start: Slack at ": {"DEPLOYBOT_CONFIG": str(write_config(tmp_path)), "SLACK_API_URL": nobody},
+    }
     for expected, extra in cases.items():
-        res = subprocess.run([sys.executable, "-m", "bot.cli", "serve", "--port", "0"], env={**env, **extra},
-                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        res = subprocess.run(
+            [sys.executable, "-m", "bot.cli", "serve", "--port", "0"],
+            env={**env, **extra},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         output = res.stdout + res.stderr
         assert res.returncode != 0 and expected in output, output[-2000:]
         assert "Traceback" not in output and "xoxb-do-not-print" not in output

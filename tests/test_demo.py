@@ -11,8 +11,14 @@ from pathlib import Path
 def test_demo_tells_the_whole_story_and_exits_zero(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_URL", "DEPLOYBOT_"))}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
-    res = subprocess.run([sys.executable, "-m", "bot.cli", "demo", "--workdir", str(tmp_path / "demo")],
-                         capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    res = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "demo", "--workdir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
     out = res.stdout
     assert res.returncode == 0, out + res.stderr
     assert "SUCCEEDED" in out.upper() and "ROLLED_BACK" in out.upper()
@@ -37,7 +43,8 @@ def test_demo_removes_its_temporary_workspace(tmp_path):
     scratch.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_URL", "DEPLOYBOT_"))}
     env.update(PYTHONPATH=str(Path(__file__).resolve().parents[1]), TMPDIR=str(scratch))
-    res = subprocess.run([sys.executable, "-m", "bot.cli", "demo"], capture_output=True, text=True, timeout=120,
-                         env=env, cwd=tmp_path)
+    res = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "demo"], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "workspace removed" in res.stdout and list(scratch.iterdir()) == []

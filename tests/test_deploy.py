@@ -102,8 +102,9 @@ def test_migration_failure_stops_before_switch(hosts, make_config, service):
     assert "switch" not in stages and "restart" not in stages
 
 
-@pytest.mark.parametrize("bad, reason", [("v1.9.0", "HTTP 500"), ("v1.8.0", "answers version"),
-                                         ("v1.6.0", "no answer")])
+@pytest.mark.parametrize(
+    "bad, reason", [("v1.9.0", "HTTP 500"), ("v1.8.0", "answers version"), ("v1.6.0", "no answer")]
+)
 def test_failed_health_gate_rolls_back_on_its_own(hosts, make_config, service, bad, reason):
     three = hosts[:3]
     svc = service(make_config(hosts=three, health={"timeout": 2}))
@@ -166,6 +167,7 @@ def test_unreachable_host_fails_preflight_fast_and_names_it(hosts, make_config, 
 def deploy_cutting(svc: DeployService, version: str, host, when) -> tuple:
     """Deploy `version` and cut `host` off the network once `when()` holds; the host is back afterwards.
     Returns the deployment and how long it took."""
+
     def cut_when_due() -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not when():
@@ -187,8 +189,11 @@ def deploy_cutting(svc: DeployService, version: str, host, when) -> tuple:
 
 def test_host_dropped_after_switch_leaves_a_known_state(hosts, make_config, service):
     two = hosts[:2]
-    svc = service(make_config(hosts=two, verify_seconds=6, health={"timeout": 2},
-                              ssh={"connect_timeout": 2, "command_timeout": 15}))
+    svc = service(
+        make_config(
+            hosts=two, verify_seconds=6, health={"timeout": 2}, ssh={"connect_timeout": 2, "command_timeout": 15}
+        )
+    )
     svc.deploy("prod", "v1.0.0", "cli:test")
 
     verifying = threading.Event()
@@ -215,8 +220,11 @@ def test_host_silent_mid_command_is_given_up_after_dead_after(hosts, make_config
     seconds of silence (TCP keepalive), not after the command timeout, and nothing switched anywhere."""
     two = hosts[:2]
     slow_for_v11 = "if grep -q v1.1.0 VERSION; then sleep 25; fi; bin/migrate"
-    svc = service(make_config(hosts=two, migrate=slow_for_v11,
-                              ssh={"connect_timeout": 2, "command_timeout": 120, "dead_after": 4}))
+    svc = service(
+        make_config(
+            hosts=two, migrate=slow_for_v11, ssh={"connect_timeout": 2, "command_timeout": 120, "dead_after": 4}
+        )
+    )
     svc.deploy("prod", "v1.0.0", "cli:test")  # the next deploy reuses these connections
     dep, took = deploy_cutting(svc, "v1.1.0", two[0], when=lambda: any(p.comm == "sleep" for p in two[0].processes()))
     assert dep.state is State.FAILED and (dep.failed_stage, dep.failed_host) == ("migrate", two[0].name)
@@ -280,9 +288,15 @@ def test_rollback_after_good_deploy_restores_previous_everywhere(hosts, make_con
 
 def test_rollback_with_restore_db_runs_restore_against_the_right_backup(hosts, make_config, service):
     one = hosts[:1]
-    svc = service(make_config(hosts=one, backup={
-        "commands": ['echo "db at $DEPLOY_VERSION" > "$BACKUP_DIR/db.sql"'],
-        "restore_commands": ['cp "$BACKUP_DIR/db.sql" "$APP_SHARED/restored.sql"']}))
+    svc = service(
+        make_config(
+            hosts=one,
+            backup={
+                "commands": ['echo "db at $DEPLOY_VERSION" > "$BACKUP_DIR/db.sql"'],
+                "restore_commands": ['cp "$BACKUP_DIR/db.sql" "$APP_SHARED/restored.sql"'],
+            },
+        )
+    )
     svc.deploy("prod", "v1.0.0", "cli:test")
     svc.deploy("prod", "v1.1.0", "cli:test")
     dep = svc.rollback("prod", "cli:test", restore_db=True, reason="bad migration")

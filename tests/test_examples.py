@@ -48,8 +48,9 @@ def place(example: Path, tmp_path: Path, create: bool = True) -> Path:
     moved = {path: str(root) + path for _, path, _ in local_paths(data)}
     assert all(p.startswith("/") for p in moved), f"{example.name}: local paths in an example should be absolute"
     if moved:
-        pattern = re.compile(r"(?<![\w./-])(" + "|".join(map(re.escape, sorted(moved, key=len, reverse=True)))
-                             + r")(?![\w./-])")
+        pattern = re.compile(
+            r"(?<![\w./-])(" + "|".join(map(re.escape, sorted(moved, key=len, reverse=True))) + r")(?![\w./-])"
+        )
         text = pattern.sub(lambda m: moved[m.group(1)], text)
     expected = copy.deepcopy(data)
     for where, path, _ in local_paths(data):
@@ -76,8 +77,14 @@ def place(example: Path, tmp_path: Path, create: bool = True) -> Path:
 def check_config(config: Path, tmp_path: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_URL", "DEPLOYBOT_"))}
     env.update(HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "bot.cli", "check-config", "--config", str(config)], env=env,
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", "check-config", "--config", str(config)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
@@ -96,8 +103,11 @@ def test_example_without_its_files_names_each_missing_one(example, tmp_path):
     res = check_config(place(example, tmp_path, create=False), tmp_path)
     assert res.returncode == 2 and "ok:" not in res.stdout, res.stdout + res.stderr
     expected = [".".join(where) for where, _, _ in local_paths(data)]
-    expected += [f"environments.{name}.ssh.known_hosts" for name, env in data["environments"].items()
-                 if not (env.get("ssh") or {}).get("known_hosts")]  # then ~/.ssh/known_hosts, absent in $HOME
+    expected += [
+        f"environments.{name}.ssh.known_hosts"
+        for name, env in data["environments"].items()
+        if not (env.get("ssh") or {}).get("known_hosts")
+    ]  # then ~/.ssh/known_hosts, absent in $HOME
     for location in expected:
         assert f"config error: {location}: " in res.stderr, (location, res.stderr)
 
@@ -113,12 +123,21 @@ BROKEN = {  # what is changed in a copy of examples/deploy.yml -> the location c
     "unknown key": ("environments.prod.restrat", "sudo systemctl restart shop", "environments.prod.restrat: "),
     "path escaping its base": ("environments.prod.path", "/srv/shop/../../etc", "environments.prod.path: "),
     "relative path": ("environments.staging.path", "srv/shop", "environments.staging.path: "),
-    "shell in a host": ("environments.prod.hosts", ["deploy@10.0.1.11", "deploy@10.0.1.12;reboot"],
-                        "environments.prod.hosts[1]: "),
-    "approval policy typo": ("environments.prod.approval.approver", ["U024BE7LH"],
-                             "environments.prod.approval.approver: "),
-    "batch covering every host": ("environments.prod.strategy.batch_size", 2,
-                                  "environments.prod.strategy.batch_size: "),
+    "shell in a host": (
+        "environments.prod.hosts",
+        ["deploy@10.0.1.11", "deploy@10.0.1.12;reboot"],
+        "environments.prod.hosts[1]: ",
+    ),
+    "approval policy typo": (
+        "environments.prod.approval.approver",
+        ["U024BE7LH"],
+        "environments.prod.approval.approver: ",
+    ),
+    "batch covering every host": (
+        "environments.prod.strategy.batch_size",
+        2,
+        "environments.prod.strategy.batch_size: ",
+    ),
 }
 
 

@@ -62,15 +62,25 @@ def trail_version(store: Store, host: str, env: str = "prod") -> str | None:
             if switched and not reverted:
                 return dep.version
         if dep.state is State.INTERRUPTED:
-            now = next((e.detail.get("hosts_now") for e in store.audit_events(deployment_id=dep.id)
-                        if e.action == "interrupted"), None) or {}
+            now = (
+                next(
+                    (
+                        e.detail.get("hosts_now")
+                        for e in store.audit_events(deployment_id=dep.id)
+                        if e.action == "interrupted"
+                    ),
+                    None,
+                )
+                or {}
+            )
             if host in now:
                 return now[host]
     return None
 
 
-def assert_known_end(store: Store, hosts, *, lock: Callable | None = None,
-                     current: Callable | None = None) -> dict[str, str | None]:
+def assert_known_end(
+    store: Store, hosts, *, lock: Callable | None = None, current: Callable | None = None
+) -> dict[str, str | None]:
     """Audit chain intact, the lock as expected (free unless `lock(record)` says what must hold it), nothing active,
     each host on the version its records name, on disk and answering. Returns {host: version}."""
     assert store.verify_audit().ok, store.verify_audit()
@@ -84,8 +94,9 @@ def assert_known_end(store: Store, hosts, *, lock: Callable | None = None,
     for h in hosts:
         want = trail_version(store, h.name)
         on_disk = current(h) if current else h.current()
-        assert (on_disk, h.answering()) == (want, want), f"{h.name}: records say {want}, the host runs " \
-                                                          f"{on_disk} and answers {h.answering()}"
+        assert (on_disk, h.answering()) == (want, want), (
+            f"{h.name}: records say {want}, the host runs {on_disk} and answers {h.answering()}"
+        )
         versions[h.name] = want
     return versions
 
@@ -113,10 +124,6 @@ class KnownBugs:
             raise KnownBug(" | ".join(self.found))
 
 
-
-
-
-
 def wait_until(check: Callable[[], object], timeout: float, what: str, every: float = 0.05) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -135,8 +142,21 @@ def sleeping(host) -> bool:
 @contextlib.contextmanager
 def throttled(host, mbit: int) -> Iterator[None]:
     """Traffic to `host` limited to `mbit` (its link here shaped with tc), so an upload takes seconds."""
-    sh("tc", "qdisc", "replace", "dev", host.veth, "root", "tbf", "rate", f"{mbit}mbit", "burst", "32kbit",
-       "latency", "400ms")
+    sh(
+        "tc",
+        "qdisc",
+        "replace",
+        "dev",
+        host.veth,
+        "root",
+        "tbf",
+        "rate",
+        f"{mbit}mbit",
+        "burst",
+        "32kbit",
+        "latency",
+        "400ms",
+    )
     try:
         yield
     finally:
@@ -160,16 +180,29 @@ class RestartablePostgres(PostgresServer):
     """tests/pg.py's server, which a test may stop and start again on the same data folder and port."""
 
     def options(self) -> str:  # the options PostgresServer.start passes, so the restarted server is the same one
-        return (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.socket_dir} -c fsync=off "
-                f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=100 -c TimeZone=UTC")
+        return (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.socket_dir} -c fsync=off "
+            f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=100 -c TimeZone=UTC"
+        )
 
     def halt(self) -> None:
         """A fast shutdown, as `systemctl restart postgresql` or a failover does: every connection is cut."""
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def resume(self) -> None:
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", self.options(), "-l", str(self.log),
-                  "-w", "-t", "60", "start")
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            self.options(),
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
 
 
 @pytest.fixture(scope="module")
@@ -201,21 +234,25 @@ def test_postgres_restarted_in_the_verification_window_ends_known(hosts, make_co
     restartable_pg.resume()
     out, err = running.communicate(timeout=90)
     with bugs.check():
-        assert "Traceback" not in err and running.returncode in (0, 1), \
+        assert "Traceback" not in err and running.returncode in (0, 1), (
             f"the deploying process died ({running.returncode}): {err.strip().splitlines()[-1]}"
+        )
     # whatever was recorded, no host is half-switched: both run one version, on disk and answering
     seen = {(h.current(), h.answering()) for h in two}
     assert seen in ({("v1.0.0", "v1.0.0")}, {("v1.1.0", "v1.1.0")}), seen
     with Store(db) as store:
         dep = store.list_deployments("prod", limit=1)[0]
         trail = [(e.actor, e.action, e.outcome) for e in store.audit_events(deployment_id=dep.id)]
-        assert dep.version == "v1.1.0" and trail[:2] == [("cli:tester", "deploy_requested", "approved"),
-                                                           ("cli:tester", "deploy_started", "running")], trail
+        assert dep.version == "v1.1.0" and trail[:2] == [
+            ("cli:tester", "deploy_requested", "approved"),
+            ("cli:tester", "deploy_started", "running"),
+        ], trail
         assert {("switch", h.name) for h in two} <= {(s.stage, s.host) for s in store.stages(dep.id)}
         with bugs.check():  # the deploy ends on its own: succeeded, or rolled back and said so
             assert dep.state in (State.SUCCEEDED, State.ROLLED_BACK), (dep.state.value, dep.error[:300], trail)
-            assert (dep.state is State.ROLLED_BACK) == (("deploybot", "auto_rollback_started", "rolling_back")
-                                                        in trail), trail
+            assert (dep.state is State.ROLLED_BACK) == (
+                ("deploybot", "auto_rollback_started", "rolling_back") in trail
+            ), trail
             assert seen == {(dep.version, dep.version) if dep.state is State.SUCCEEDED else ("v1.0.0", "v1.0.0")}
             assert store.get_lock("prod") is None and trail[-1][1:] == ("deploy_finished", dep.state.value), trail
     time.sleep(4.5)  # a lease its process left behind has expired: the next deploy takes the deployment over
@@ -229,21 +266,34 @@ def test_postgres_restarted_in_the_verification_window_ends_known(hosts, make_co
 
 def run_cli(cli_env, config: Path, db: str, *args: str) -> subprocess.CompletedProcess:
     """`deploybot ARGS` in its own process, on the database `db`."""
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args], env={**cli_env(config), "DATABASE_URL": db},
-                          cwd=config.parent, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        env={**cli_env(config), "DATABASE_URL": db},
+        cwd=config.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 # ---- 2. Slack answering 429 and 500 for 30 s ---------------------------------------------------------------------
 
 
 def request_message(fake: FakeSlack, since: int = 0, timeout: float = 20):
-    return fake.wait_for(lambda: next((c for c in fake.of("chat.postMessage", since=since)
-                                       if not c.params.get("thread_ts")), None), timeout)
+    return fake.wait_for(
+        lambda: next((c for c in fake.of("chat.postMessage", since=since) if not c.params.get("thread_ts")), None),
+        timeout,
+    )
 
 
 def approve_value(message) -> str:
-    return next(e["value"] for b in message.params["blocks"] if b.get("type") == "actions"
-                for e in b["elements"] if e["action_id"] == "approve")
+    return next(
+        e["value"]
+        for b in message.params["blocks"]
+        if b.get("type") == "actions"
+        for e in b["elements"]
+        if e["action_id"] == "approve"
+    )
 
 
 def is_final(message) -> bool:
@@ -261,8 +311,11 @@ def test_slack_down_for_30s_during_a_deploy_does_not_touch_it_and_the_message_ca
     fake.fail_until(outage_until, 429, 500)
     assert bot.slack.click("approve", str(dep_id), PM, ts).status_code == 200  # Slack's click reaches the bot
 
-    finished = wait_until(lambda: next((e for e in store.audit_events(deployment_id=dep_id)
-                                        if e.action == "deploy_finished"), None), 60, "the deploy to end")
+    finished = wait_until(
+        lambda: next((e for e in store.audit_events(deployment_id=dep_id) if e.action == "deploy_finished"), None),
+        60,
+        "the deploy to end",
+    )
     assert time.monotonic() < outage_until - 10  # over well before Slack came back: it never waited for Slack
     assert finished.outcome == "succeeded" and finished.detail["seconds"] < 15, finished
     assert [h.answering() for h in two] == ["v1.0.0"] * 2
@@ -287,11 +340,17 @@ def incoming_bytes(host) -> int:
     return sum(p.stat().st_size for p in folder.glob("*")) if folder.is_dir() else 0
 
 
-def test_host_cut_mid_upload_fails_the_upload_naming_it_and_nothing_switches(hosts, make_config, service,
-                                                                             big_artifacts):
+def test_host_cut_mid_upload_fails_the_upload_naming_it_and_nothing_switches(
+    hosts, make_config, service, big_artifacts
+):
     two, bugs = hosts[:2], KnownBugs()
-    svc = service(make_config(hosts=two, artifact=str(big_artifacts / "sampleapp-{version}.tar.gz"),
-                              ssh={"connect_timeout": 2, "dead_after": 4, "command_timeout": 60}))
+    svc = service(
+        make_config(
+            hosts=two,
+            artifact=str(big_artifacts / "sampleapp-{version}.tar.gz"),
+            ssh={"connect_timeout": 2, "dead_after": 4, "command_timeout": 60},
+        )
+    )
     assert svc.deploy("prod", "v1.0.0", "cli:test").state is State.SUCCEEDED
     with throttled(two[1], mbit=8):  # 6 MB take ~6 s to reach h2
         dep, took = deploy_cutting(svc, "v1.1.0", two[1], when=lambda: incoming_bytes(two[1]) > 1024 * 1024)
@@ -311,8 +370,14 @@ def test_host_cut_mid_upload_fails_the_upload_naming_it_and_nothing_switches(hos
 def test_host_cut_mid_restart_reverts_the_others_and_names_the_one_left(hosts, make_config, service):
     two = hosts[:2]
     slow = 'if grep -q v1.1.0 VERSION && [ -f "$APP_SHARED/slow" ]; then sleep 6; fi; bin/restart'
-    svc = service(make_config(hosts=two, restart=slow, health={"timeout": 3},
-                              ssh={"connect_timeout": 2, "dead_after": 3, "command_timeout": 60}))
+    svc = service(
+        make_config(
+            hosts=two,
+            restart=slow,
+            health={"timeout": 3},
+            ssh={"connect_timeout": 2, "dead_after": 3, "command_timeout": 60},
+        )
+    )
     assert svc.deploy("prod", "v1.0.0", "cli:test").state is State.SUCCEEDED
     (two[1].srv / "app" / "shared" / "slow").write_text("")
     dep, took = deploy_cutting(svc, "v1.1.0", two[1], when=lambda: sleeping(two[1]))
@@ -350,8 +415,13 @@ def test_full_disk_fails_cleanly_and_nothing_switches(hosts, make_config, servic
     two, bugs = hosts[:2], KnownBugs()
     with two[1].small_disk(APP_PATH, 16) as disk:
         write_shared_env(disk / "shared", SHARED_ENV)
-        svc = service(make_config(hosts=two, artifact=str(big_artifacts / "sampleapp-{version}.tar.gz"),
-                                  min_free_mb=10 if where == "preflight" else 1))
+        svc = service(
+            make_config(
+                hosts=two,
+                artifact=str(big_artifacts / "sampleapp-{version}.tar.gz"),
+                min_free_mb=10 if where == "preflight" else 1,
+            )
+        )
         assert svc.deploy("prod", "v1.0.0", "cli:test").state is State.SUCCEEDED
         fill(two[1], leave_mb=4)  # the 6 MB artifact no longer fits, nor the 10 MB preflight asks
         before, free_before = files(disk), free_kb(two[1])
@@ -368,13 +438,15 @@ def test_full_disk_fails_cleanly_and_nothing_switches(hosts, make_config, servic
             left = sorted(set(files(disk)) - set(before))
             assert not [f for f in left if not f.startswith("backups/")], left
             assert free_kb(two[1]) > free_before - 256, (free_before, free_kb(two[1]))
-        assert assert_known_end(svc.store, two, current=lambda h: inside_current(h) if h is two[1] else h.current()) \
-            == {h.name: "v1.0.0" for h in two}
+        assert assert_known_end(
+            svc.store, two, current=lambda h: inside_current(h) if h is two[1] else h.current()
+        ) == {h.name: "v1.0.0" for h in two}
         # given room again, the same deploy goes through
         two[1].run(f"rm -rf {APP_PATH}/shared/ballast {APP_PATH}/.incoming/*", check=True)
         assert svc.deploy("prod", "v1.1.0", "cli:test").state is State.SUCCEEDED
-        assert assert_known_end(svc.store, two, current=lambda h: inside_current(h) if h is two[1] else h.current()) \
-            == {h.name: "v1.1.0" for h in two}
+        assert assert_known_end(
+            svc.store, two, current=lambda h: inside_current(h) if h is two[1] else h.current()
+        ) == {h.name: "v1.1.0" for h in two}
         two[1].run(f"sh {APP_PATH}/current/bin/stop")  # its app ran from the small disk, about to go
     bugs.raise_found()
 
@@ -460,8 +532,14 @@ SLOW_ON_H2 = 'if grep -q v1.1.0 VERSION && [ -f "$APP_SHARED/slow" ]; then sleep
 
 def test_migrate_slower_than_the_command_timeout_fails_naming_the_host(hosts, make_config, service):
     two, bugs = hosts[:2], KnownBugs()
-    svc = service(make_config(hosts=two, migrate=SLOW_ON_H2 + "bin/migrate", migrate_on="all",
-                              ssh={"connect_timeout": 2, "command_timeout": 2}))
+    svc = service(
+        make_config(
+            hosts=two,
+            migrate=SLOW_ON_H2 + "bin/migrate",
+            migrate_on="all",
+            ssh={"connect_timeout": 2, "command_timeout": 2},
+        )
+    )
     assert svc.deploy("prod", "v1.0.0", "cli:test").state is State.SUCCEEDED
     (two[1].srv / "app" / "shared" / "slow").write_text("")
     t0 = time.monotonic()
@@ -482,8 +560,9 @@ def test_migrate_slower_than_the_command_timeout_fails_naming_the_host(hosts, ma
 
 def test_restart_slower_than_the_command_timeout_fails_naming_the_host_and_reverts(hosts, make_config, service):
     two, bugs = hosts[:2], KnownBugs()
-    svc = service(make_config(hosts=two, restart=SLOW_ON_H2 + "bin/restart",
-                              ssh={"connect_timeout": 2, "command_timeout": 2}))
+    svc = service(
+        make_config(hosts=two, restart=SLOW_ON_H2 + "bin/restart", ssh={"connect_timeout": 2, "command_timeout": 2})
+    )
     assert svc.deploy("prod", "v1.0.0", "cli:test").state is State.SUCCEEDED
     (two[1].srv / "app" / "shared" / "slow").write_text("")
     dep = svc.deploy("prod", "v1.1.0", "cli:test")
@@ -500,8 +579,9 @@ def test_restart_slower_than_the_command_timeout_fails_naming_the_host_and_rever
 
 
 # ---- SIGKILL of the deploying process mid-upload and mid-restart, then take-over --------------------------------
-def test_deploy_killed_mid_upload_is_taken_over_and_changes_nothing(hosts, make_config, cli, cli_env, db_path,
-                                                                    big_artifacts):
+def test_deploy_killed_mid_upload_is_taken_over_and_changes_nothing(
+    hosts, make_config, cli, cli_env, db_path, big_artifacts
+):
     two = hosts[:2]
     config = make_config(hosts=two, artifact=str(big_artifacts / "sampleapp-{version}.tar.gz"))
     assert cli("deploy", "prod", "v1.0.0", "--yes", config=config).returncode == 0
@@ -552,8 +632,7 @@ def test_deploy_killed_mid_restart_is_taken_over_and_reverted(hosts, make_config
 
 
 # ---- 7. two approvers clicking at the same instant, 20 rounds, on two replicas -------------------------------------
-def test_two_approvers_at_the_same_instant_start_one_run_every_time(hosts, make_config, cli_env, tmp_path,
-                                                                    pg_url):  # noqa: F811
+def test_two_approvers_at_the_same_instant_start_one_run_every_time(hosts, make_config, cli_env, tmp_path, pg_url):  # noqa: F811
     """approvals_required: 1 and two approvers; each round a new request, and each approver clicks Approve on a
     different `deploybot serve` replica (one PostgreSQL database) at the same instant."""
     one = hosts[:1]
@@ -564,8 +643,15 @@ def test_two_approvers_at_the_same_instant_start_one_run_every_time(hosts, make_
         slacks = []
         for _ in range(2):
             port = free_port()
-            env = {**cli_env(config), "DATABASE_URL": db, "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET":
-                   SECRET, "SLACK_API_URL": fake.api_url, "LOG_LEVEL": "WARNING", "DEPLOYBOT_METRICS_ADDRESS": "off"}
+            env = {
+                **cli_env(config),
+                "DATABASE_URL": db,
+                "SLACK_BOT_TOKEN": "xoxb-test",
+                "SLACK_SIGNING_SECRET": SECRET,
+                "SLACK_API_URL": fake.api_url,
+                "LOG_LEVEL": "WARNING",
+                "DEPLOYBOT_METRICS_ADDRESS": "off",
+            }
             stack.enter_context(deploybot_serve(env, tmp_path, port))
             slacks.append(SlackClient(f"http://127.0.0.1:{port}", SECRET, fake.url + "/response"))
         a, b = slacks

@@ -26,8 +26,10 @@ def assert_nothing_switched(hosts) -> None:
 @pytest.fixture
 def fetching(service, make_config, hosts):
     """fetching(url) -> a service whose first `count` hosts download the artifacts from the store at `url`."""
+
     def make(url: str, count: int = 2, template: str = URL_TEMPLATE):
         return service(make_config(hosts=hosts[:count], artifact=url + template, upload="fetch"))
+
     return make
 
 

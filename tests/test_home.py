@@ -26,6 +26,7 @@ def open_home(bot, user: str) -> dict:
 def latest_home(bot, user: str, since: int = 0) -> dict:
     def published() -> list:
         return [c for c in bot.fake.of("views.publish", since=since) if c.params["user_id"] == user]
+
     bot.fake.wait_for(published)
     bot.settle()  # and anything the action still redraws
     return published()[-1].params["view"]
@@ -44,27 +45,48 @@ def home_text(view: dict) -> str:
         elif isinstance(node, list):
             for item in node:
                 walk(item)
+
     walk(view["blocks"])
     return "\n".join(out)
 
 
 def buttons(view: dict, env: str = "prod") -> list[str]:
-    return [e["action_id"] for b in view["blocks"] if b.get("type") == "actions" and b.get("block_id") == f"home-{env}"
-            for e in b["elements"]]
+    return [
+        e["action_id"]
+        for b in view["blocks"]
+        if b.get("type") == "actions" and b.get("block_id") == f"home-{env}"
+        for e in b["elements"]
+    ]
 
 
 def click_home(bot, view: dict, action_id: str, user: str, env: str = "prod"):
     """A button on the Home tab: block_actions with a view container (no channel, no message)."""
     n = next(_n)
     assert action_id in buttons(view, env), buttons(view, env)
-    return bot.slack.payload({
-        "type": "block_actions", "team": TEAM, "api_app_id": "A0DEPLOYBOT", "token": "legacy-verification-token",
-        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": TEAM["id"]},
-        "container": {"type": "view", "view_id": f"VHOME{n}"}, "trigger_id": f"{n}.1732270000.{'h' * 32}",
-        "enterprise": None, "is_enterprise_install": False,
-        "view": {**view, "id": f"VHOME{n}", "team_id": TEAM["id"], "state": {"values": {}}, "hash": f"{n}.home"},
-        "actions": [{"action_id": action_id, "block_id": f"home-{env}", "value": env, "type": "button",
-                     "text": {"type": "plain_text", "text": action_id}, "action_ts": f"{time.time():.6f}"}]})
+    return bot.slack.payload(
+        {
+            "type": "block_actions",
+            "team": TEAM,
+            "api_app_id": "A0DEPLOYBOT",
+            "token": "legacy-verification-token",
+            "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": TEAM["id"]},
+            "container": {"type": "view", "view_id": f"VHOME{n}"},
+            "trigger_id": f"{n}.1732270000.{'h' * 32}",
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "view": {**view, "id": f"VHOME{n}", "team_id": TEAM["id"], "state": {"values": {}}, "hash": f"{n}.home"},
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": f"home-{env}",
+                    "value": env,
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": action_id},
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+    )
 
 
 def opened_form(bot, since: int) -> dict:
@@ -74,17 +96,38 @@ def opened_form(bot, since: int) -> dict:
 def submit(bot, view: dict, values: dict, user: str, response_urls: list[dict] | None = None):
     """A form submission; with a conversations_select marked response_url_enabled Slack adds `response_urls`."""
     n = next(_n)
-    return bot.slack.payload({
-        "type": "view_submission", "team": TEAM, "api_app_id": "A0DEPLOYBOT", "token": "legacy-verification-token",
-        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": TEAM["id"]},
-        "trigger_id": f"{n}.1732270000.{'s' * 32}", "is_enterprise_install": False, "enterprise": None,
-        "view": {"id": f"VF{n}", "team_id": TEAM["id"], "type": "modal", "blocks": view["blocks"],
-                 "private_metadata": view.get("private_metadata", ""), "callback_id": view["callback_id"],
-                 "state": {"values": {block: {block: value} for block, value in values.items()}},
-                 "hash": f"{n}.form", "title": view.get("title"), "close": view.get("close"),
-                 "submit": view.get("submit"), "previous_view_id": None, "root_view_id": f"VF{n}",
-                 "app_id": "A0DEPLOYBOT", "external_id": "", "app_installed_team_id": TEAM["id"], "bot_id": "B0BOT"},
-        "response_urls": response_urls or []})
+    return bot.slack.payload(
+        {
+            "type": "view_submission",
+            "team": TEAM,
+            "api_app_id": "A0DEPLOYBOT",
+            "token": "legacy-verification-token",
+            "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": TEAM["id"]},
+            "trigger_id": f"{n}.1732270000.{'s' * 32}",
+            "is_enterprise_install": False,
+            "enterprise": None,
+            "view": {
+                "id": f"VF{n}",
+                "team_id": TEAM["id"],
+                "type": "modal",
+                "blocks": view["blocks"],
+                "private_metadata": view.get("private_metadata", ""),
+                "callback_id": view["callback_id"],
+                "state": {"values": {block: {block: value} for block, value in values.items()}},
+                "hash": f"{n}.form",
+                "title": view.get("title"),
+                "close": view.get("close"),
+                "submit": view.get("submit"),
+                "previous_view_id": None,
+                "root_view_id": f"VF{n}",
+                "app_id": "A0DEPLOYBOT",
+                "external_id": "",
+                "app_installed_team_id": TEAM["id"],
+                "bot_id": "B0BOT",
+            },
+            "response_urls": response_urls or [],
+        }
+    )
 
 
 def channel_pick(channel: str) -> dict:
@@ -92,8 +135,14 @@ def channel_pick(channel: str) -> dict:
 
 
 def response_url_for(bot, channel: str, name: str) -> list[dict]:
-    return [{"block_id": "channel", "action_id": "channel", "channel_id": channel,
-             "response_url": bot.fake.response_url(name)}]
+    return [
+        {
+            "block_id": "channel",
+            "action_id": "channel",
+            "channel_id": channel,
+            "response_url": bot.fake.response_url(name),
+        }
+    ]
 
 
 def within_slack_limits(view: dict) -> None:
@@ -184,8 +233,13 @@ def test_deploy_from_home_posts_the_request_in_the_chosen_channel(world, hosts):
     assert bot.service.environments.history("prod") == []
 
     mark = bot.fake.mark()
-    r = submit(bot, form, {"version": text_input("v1.0.0"), "channel": channel_pick("C0OTHER")}, DEV,
-               response_url_for(bot, "C0OTHER", "home-deploy"))
+    r = submit(
+        bot,
+        form,
+        {"version": text_input("v1.0.0"), "channel": channel_pick("C0OTHER")},
+        DEV,
+        response_url_for(bot, "C0OTHER", "home-deploy"),
+    )
     assert r.status_code == 200 and not r.text.strip(), r.text
     req = request_message(bot, mark)
     assert req.params["channel"] == "C0OTHER" and req.buttons() == ["approve", "reject"]
@@ -206,14 +260,21 @@ def test_deploy_from_home_posts_the_request_in_the_chosen_channel(world, hosts):
     mark = bot.fake.mark()
     click_home(bot, view, "home_deploy", DEV)
     form = opened_form(bot, mark)
-    assert next(b for b in form["blocks"] if b.get("block_id") == "channel")["element"]["initial_conversation"] \
+    assert (
+        next(b for b in form["blocks"] if b.get("block_id") == "channel")["element"]["initial_conversation"]
         == "C0OTHER"
+    )
 
     # a channel deploybot is not in: told privately there, as with the slash command
     bot.fake.refusing["C0PRIVATE"] = "not_in_channel"
     mark = bot.fake.mark()
-    submit(bot, form, {"version": text_input("v1.1.0"), "channel": channel_pick("C0PRIVATE")}, DEV,
-           response_url_for(bot, "C0PRIVATE", "home-private"))
+    submit(
+        bot,
+        form,
+        {"version": text_input("v1.1.0"), "channel": channel_pick("C0PRIVATE")},
+        DEV,
+        response_url_for(bot, "C0PRIVATE", "home-private"),
+    )
     told = bot.fake.wait_for(lambda: [c for c in bot.fake.of("response_url", since=mark) if "cannot post" in c.text])
     assert "not_in_channel" in told[0].text and "/invite @deploybot" in told[0].text
 
@@ -259,8 +320,13 @@ def test_a_user_who_may_not_deploy_is_refused_as_by_the_slash_command(world, hos
     mark = bot.fake.mark()
     click_home(bot, view, "home_deploy", EVE)
     form = opened_form(bot, mark)
-    r = submit(bot, form, {"version": text_input("v1.0.0"), "channel": channel_pick("C0DEPLOY")}, EVE,
-               response_url_for(bot, "C0DEPLOY", "home-eve"))
+    r = submit(
+        bot,
+        form,
+        {"version": text_input("v1.0.0"), "channel": channel_pick("C0DEPLOY")},
+        EVE,
+        response_url_for(bot, "C0DEPLOY", "home-eve"),
+    )
     assert r.json() == {"response_action": "errors", "errors": {"version": "you are not allowed to deploy to prod"}}
     assert ":no_entry: you are not allowed to deploy to prod" in slash  # the very sentence the command answers
     bot.settle()

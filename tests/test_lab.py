@@ -30,10 +30,19 @@ FABRIC = {"load_ssh_configs": False, "run": {"hide": True, "warn": True, "in_str
 
 def connect(lab, host, known_hosts=None, timeout: float = 3) -> Connection:
     """As the bot connects: our key only, host keys from the lab's known_hosts, unknown keys rejected."""
-    conn = Connection(host.address, user="root", connect_timeout=timeout,
-                      connect_kwargs={"key_filename": str(lab.key_file), "allow_agent": False,
-                                      "look_for_keys": False, "banner_timeout": timeout, "auth_timeout": timeout},
-                      config=FabricConfig(overrides=FABRIC))
+    conn = Connection(
+        host.address,
+        user="root",
+        connect_timeout=timeout,
+        connect_kwargs={
+            "key_filename": str(lab.key_file),
+            "allow_agent": False,
+            "look_for_keys": False,
+            "banner_timeout": timeout,
+            "auth_timeout": timeout,
+        },
+        config=FabricConfig(overrides=FABRIC),
+    )
     conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
     conn.client.load_host_keys(str(known_hosts or lab.known_hosts))
     return conn
@@ -63,8 +72,10 @@ def wait_for_version(host, version: str, limit: float = 5) -> float:
 def in_release(version: str, command: str) -> str:
     """What the engine runs: inside the release, deploy variables and shared/.env exported."""
     rel = f"/srv/app/releases/{version}"
-    return (f"cd {rel} && export APP_PATH=/srv/app APP_SHARED=/srv/app/shared RELEASE_PATH={rel} "
-            f"DEPLOY_VERSION={version} && set -a && . /srv/app/shared/.env && set +a && {command}")
+    return (
+        f"cd {rel} && export APP_PATH=/srv/app APP_SHARED=/srv/app/shared RELEASE_PATH={rel} "
+        f"DEPLOY_VERSION={version} && set -a && . /srv/app/shared/.env && set +a && {command}"
+    )
 
 
 def report(record_property, name: str, seconds: float) -> None:
@@ -126,8 +137,10 @@ def test_sample_app_unpacked_and_restarted_over_ssh_answers_health(lab, hosts, a
     with connect(lab, h) as conn:
         for version in ("v1.0.0", "v1.1.0"):
             conn.put(str(artifacts / f"sampleapp-{version}.tar.gz"), f"/srv/app/sampleapp-{version}.tar.gz")
-            res = conn.run(f"mkdir -p /srv/app/releases/{version} && "
-                           f"tar -xzf /srv/app/sampleapp-{version}.tar.gz -C /srv/app/releases/{version}")
+            res = conn.run(
+                f"mkdir -p /srv/app/releases/{version} && "
+                f"tar -xzf /srv/app/sampleapp-{version}.tar.gz -C /srv/app/releases/{version}"
+            )
             assert res.ok, res.stderr
         start = time.monotonic()
         assert conn.run(in_release("v1.0.0", "bin/restart")).ok

@@ -22,15 +22,34 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [
-    ("bot.domain", "bot.config", "bot.host", "bot.config_check", "bot.redact", "bot.executors",
-     "bot.sampleapp", "bot.links", "bot.logs", "bot.aws.config",
-     "bot.traffic.config"),
+    (
+        "bot.domain",
+        "bot.config",
+        "bot.host",
+        "bot.config_check",
+        "bot.redact",
+        "bot.executors",
+        "bot.sampleapp",
+        "bot.links",
+        "bot.logs",
+        "bot.aws.config",
+        "bot.traffic.config",
+    ),
     ("bot.targets", "bot.store", "bot.traffic", "bot.aws"),
     ("bot.engine",),
     ("bot.service", "bot.recorder"),
     ("handlers",),
-    ("bot.app", "bot.web", "bot.metrics", "bot.cli", "bot.init", "bot.process", "bot.demo", "bot.console_progress",
-     "bot.logpage"),
+    (
+        "bot.app",
+        "bot.web",
+        "bot.metrics",
+        "bot.cli",
+        "bot.init",
+        "bot.process",
+        "bot.demo",
+        "bot.console_progress",
+        "bot.logpage",
+    ),
 ]
 FORBIDDEN_IN_HANDLERS = ("bot.store", "bot.targets", "sqlalchemy", "alembic", "fabric", "paramiko", "invoke")
 MAX_LINES = 300

@@ -17,9 +17,14 @@ from bot.store import Store
 
 
 def start_deploy(cli_env, config: Path, version: str, **env: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "bot.cli", "deploy", "prod", version, "--yes"],
-                            env={**cli_env(config), **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "deploy", "prod", version, "--yes"],
+        env={**cli_env(config), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 60) -> None:
@@ -72,8 +77,9 @@ def test_a_killed_deploy_is_taken_over_after_its_lease_and_reverted(hosts, make_
     assert [h.answering() for h in two] == ["v1.2.0"] * 2
 
 
-def test_a_first_deploy_killed_after_its_switch_ends_known_and_frees_the_lock(hosts, make_config, cli, cli_env,
-                                                                               db_path):
+def test_a_first_deploy_killed_after_its_switch_ends_known_and_frees_the_lock(
+    hosts, make_config, cli, cli_env, db_path
+):
     two = hosts[:2]
     config = make_config(hosts=two, verify_seconds=30)
     doomed = start_deploy(cli_env, config, "v1.0.0", DEPLOYBOT_LEASE_TTL="2")
@@ -99,22 +105,29 @@ def test_two_recoverers_racing_for_one_expired_lease_give_one_winner(tmp_path, r
         assert store.take_over_lease("prod", 7, "live", lease_seconds=30) is True
         assert store.take_over_lease("prod", 7, "other", lease_seconds=30) is False  # renewed: not expired
         assert store.get_lock("prod").owner == "live" and store.renew_leases("live", 30) == {7}
-    script = ("import sys; from bot.store import Store; s = Store(sys.argv[1]); "
-              "print(s.take_over_lease('prod', 8, sys.argv[2], lease_seconds=30))")
+    script = (
+        "import sys; from bot.store import Store; s = Store(sys.argv[1]); "
+        "print(s.take_over_lease('prod', 8, sys.argv[2], lease_seconds=30))"
+    )
     with Store(url) as store:
         store.acquire_lock("stage", holder="U1", reason="x", deployment_id=8, owner="gone", lease_seconds=0.01)
         store.release_lock("prod")
         store.acquire_lock("prod", holder="U1", reason="x", deployment_id=8, owner="gone", lease_seconds=0.01)
     time.sleep(0.05)
-    procs = [subprocess.Popen([sys.executable, "-c", script, url, f"r{i}"], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
-             for i in range(racers)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, url, f"r{i}"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        )
+        for i in range(racers)
+    ]
     answers = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
     assert answers == ["False", "True"]
 
 
-def test_a_deploy_killed_while_starting_is_taken_over_and_changes_nothing(hosts, make_config, cli, cli_env,
-                                                                          db_path):
+def test_a_deploy_killed_while_starting_is_taken_over_and_changes_nothing(hosts, make_config, cli, cli_env, db_path):
     two = hosts[:2]
     config = make_config(hosts=two, backup={"commands": ['sleep 20; echo dump > "$BACKUP_DIR/db.sql"']})
     assert cli("deploy", "prod", "v1.0.0", "--yes", config=config).returncode == 0

@@ -24,8 +24,9 @@ def store(tmp_path):
 
 
 def new(store: Store, state: State, kind: Kind = Kind.DEPLOY):
-    return store.create_deployment(app="shop", environment="prod", version="v2.0.0", kind=kind,
-                                   requested_by=DEV, state=state)
+    return store.create_deployment(
+        app="shop", environment="prod", version="v2.0.0", kind=kind, requested_by=DEV, state=state
+    )
 
 
 @pytest.mark.parametrize("transition", list(Transition))
@@ -65,12 +66,20 @@ def service(tmp_path, store):
     artifacts.mkdir()
     for v in ("v1.0.0", "v2.0.0"):
         (artifacts / f"shop-{v}.tar.gz").write_bytes(v.encode())
-    config = parse_config({
-        "app": {"name": "shop", "artifact": str(artifacts / "shop-{version}.tar.gz")},
-        "environments": {"prod": {
-            "hosts": ["root@10.9.0.1", "root@10.9.0.2"], "path": "/srv/app", "restart": "bin/restart",
-            "health": {"url": "http://{host}:8000/health", "timeout": 0.2, "interval": 0.01},
-            "approval": {"approvers": [PM]}}}})
+    config = parse_config(
+        {
+            "app": {"name": "shop", "artifact": str(artifacts / "shop-{version}.tar.gz")},
+            "environments": {
+                "prod": {
+                    "hosts": ["root@10.9.0.1", "root@10.9.0.2"],
+                    "path": "/srv/app",
+                    "restart": "bin/restart",
+                    "health": {"url": "http://{host}:8000/health", "timeout": 0.2, "interval": 0.01},
+                    "approval": {"approvers": [PM]},
+                }
+            },
+        }
+    )
     fleet = MemoryFleet(config.environments["prod"].hosts)
     svc = DeployService(config, store, pool=fleet)
     svc.fleet = fleet
@@ -86,8 +95,7 @@ def test_approval_starts_the_run_through_the_service(service):
     assert result.started and service.store.get(dep.id).state is State.SUCCEEDED  # run inline here
     assert {h.serving for h in service.fleet.hosts.values()} == {"v1.0.0"}
     actions = [(e.actor, e.action) for e in service.store.audit_events(deployment_id=dep.id)]
-    assert actions == [(DEV, "deploy_requested"), (PM, "approved"), (DEV, "deploy_started"),
-                       (DEV, "deploy_finished")]
+    assert actions == [(DEV, "deploy_requested"), (PM, "approved"), (DEV, "deploy_started"), (DEV, "deploy_finished")]
     assert service.store.get_lock("prod") is None
 
 
@@ -95,8 +103,13 @@ def test_an_automatic_rollback_is_rolling_back_while_it_runs_never_failed(servic
     service.deploy("prod", "v1.0.0", "cli:ops")
     service.fleet["10.9.0.2"].unhealthy.add("v2.0.0")
     seen = []
-    service.events.subscribe(lambda e: seen.append(service.store.get(e.deployment_id).state)
-                             if isinstance(e, RollbackStarted | DeploymentFinished) else None)
+    service.events.subscribe(
+        lambda e: (
+            seen.append(service.store.get(e.deployment_id).state)
+            if isinstance(e, RollbackStarted | DeploymentFinished)
+            else None
+        )
+    )
     dep = service.deploy("prod", "v2.0.0", "cli:ops")
     assert dep.state is State.ROLLED_BACK and seen == [State.ROLLING_BACK, State.ROLLED_BACK]
     trail = [(e.actor, e.action, e.outcome) for e in service.store.audit_events(deployment_id=dep.id)]
@@ -107,6 +120,7 @@ def test_an_automatic_rollback_is_rolling_back_while_it_runs_never_failed(servic
 def test_no_room_to_run_cancels_the_approved_deployment_and_frees_the_lock(service):
     def full(job):
         raise Busy("deploy executor is full")
+
     service.runs.launch = full
     dep = service.requests.deploy("prod", "v1.0.0", DEV)
     with pytest.raises(Refused, match="ask again in a minute"):
@@ -115,11 +129,13 @@ def test_no_room_to_run_cancels_the_approved_deployment_and_frees_the_lock(servi
 
 
 def test_every_refusal_is_audited(service):
-    attempts = [lambda: service.requests.deploy("nosuch", "v1.0.0", DEV),
-                lambda: service.requests.deploy("prod", "v1.0.0;id", DEV),
-                lambda: service.rollback("prod", DEV),  # nothing to roll back to
-                lambda: service.locks.lock("prod", DEV, " "),
-                lambda: service.approvals.abort(service.requests.deploy("prod", "v1.0.0", DEV).id, DEV)]
+    attempts = [
+        lambda: service.requests.deploy("nosuch", "v1.0.0", DEV),
+        lambda: service.requests.deploy("prod", "v1.0.0;id", DEV),
+        lambda: service.rollback("prod", DEV),  # nothing to roll back to
+        lambda: service.locks.lock("prod", DEV, " "),
+        lambda: service.approvals.abort(service.requests.deploy("prod", "v1.0.0", DEV).id, DEV),
+    ]
     for attempt in attempts:
         before = len(service.store.audit_events())
         with pytest.raises(Refused):

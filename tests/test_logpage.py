@@ -28,8 +28,10 @@ from tests.slack_client import BOT_TOKEN, SIGNING_SECRET
 DEV, PM = "U0DEV", "U0PM"
 SECRET = b"log-link-secret-for-tests"
 # Longer than the Slack excerpt (20 lines), and it prints the database URL (with its password) and a secret key.
-MIGRATE = ('bin/migrate && for i in $(seq 1 60); do echo "migration step $i of 60: applied"; done && '
-           'echo "connected to $DATABASE_URL" && echo "SECRET_KEY=hunter2hunter2hunter2"')
+MIGRATE = (
+    'bin/migrate && for i in $(seq 1 60); do echo "migration step $i of 60: applied"; done && '
+    'echo "connected to $DATABASE_URL" && echo "SECRET_KEY=hunter2hunter2hunter2"'
+)
 STAGES = ["preflight", "backup", "upload", "migrate", "switch", "restart", "health", "verify", "cleanup"]
 
 
@@ -62,8 +64,13 @@ def test_link_settings_from_the_environment():
     quiet = LinkSigner.from_env({})
     assert quiet.ephemeral and quiet.ttl == 7 * 86400 and quiet.url(1) is None  # no public URL: no link shown
     assert quiet.secret != LinkSigner.from_env({}).secret  # a random secret per process
-    set_up = LinkSigner.from_env({"DEPLOYBOT_LINK_SECRET": "s", "DEPLOYBOT_LINK_TTL": "1h",
-                                  "DEPLOYBOT_PUBLIC_URL": "https://deploybot.example.com/"})
+    set_up = LinkSigner.from_env(
+        {
+            "DEPLOYBOT_LINK_SECRET": "s",
+            "DEPLOYBOT_LINK_TTL": "1h",
+            "DEPLOYBOT_PUBLIC_URL": "https://deploybot.example.com/",
+        }
+    )
     assert not set_up.ephemeral and set_up.ttl == 3600
     assert set_up.url(3).startswith("https://deploybot.example.com/deployments/3?exp=")
     with pytest.raises(ValueError):
@@ -79,13 +86,25 @@ def test_output_is_kept_whole_up_to_the_cap(tmp_path):
     assert len(rest.encode()) <= OUTPUT_LIMIT and cut + len(rest.encode()) == len(big.encode())
     assert big.endswith(rest) and rest.endswith("line 019999 ünïcode\n")
     with Store(f"sqlite:///{tmp_path / 'cap.db'}") as store:
-        dep = store.create_deployment(app="a", environment="prod", version="v1", kind="deploy", requested_by="U",
-                                      state="running")
+        dep = store.create_deployment(
+            app="a", environment="prod", version="v1", kind="deploy", requested_by="U", state="running"
+        )
         from datetime import UTC, datetime
 
         at = datetime.now(UTC)
-        store.record_stage(dep.id, stage="migrate", host="h1", phase="forward", started_at=at, ended_at=at, ok=True,
-                           exit_code=0, excerpt="tail", error="", output=big)
+        store.record_stage(
+            dep.id,
+            stage="migrate",
+            host="h1",
+            phase="forward",
+            started_at=at,
+            ended_at=at,
+            ok=True,
+            exit_code=0,
+            excerpt="tail",
+            error="",
+            output=big,
+        )
         [(record, output)] = store.stage_outputs(dep.id)
         assert record.excerpt == "tail" and output == kept
 
@@ -94,22 +113,30 @@ def test_output_is_kept_whole_up_to_the_cap(tmp_path):
 @pytest.fixture
 def world(world):
     """The shared bot under test (conftest), its log links signed and pointing at its own loopback address."""
+
     def start(hosts, **overrides):
         signer = LinkSigner(SECRET, ttl=3600)
         bot = world(hosts, build_options={"links": signer}, **overrides)
         signer.base_url = bot.url
         bot.signer = signer
         return bot
+
     return start
 
 
 def deploy_and_approve(bot, version: str = "v1.0.0") -> tuple[str, int]:
     """/deploy prod VERSION, the PM approves; the message's ts and the deployment's id."""
     assert bot.slack.command("/deploy", f"prod {version}", DEV).status_code == 200
-    req = bot.fake.wait_for(lambda: next((c for c in bot.fake.of("chat.postMessage")
-                                          if not c.params.get("thread_ts")), None), 20)
-    dep = next(e["value"] for b in req.params["blocks"] if b.get("type") == "actions" for e in b["elements"]
-               if e["action_id"] == "approve")
+    req = bot.fake.wait_for(
+        lambda: next((c for c in bot.fake.of("chat.postMessage") if not c.params.get("thread_ts")), None), 20
+    )
+    dep = next(
+        e["value"]
+        for b in req.params["blocks"]
+        if b.get("type") == "actions"
+        for e in b["elements"]
+        if e["action_id"] == "approve"
+    )
     assert bot.slack.click("approve", dep, PM, req.params["_ts"]).status_code == 200
     return req.params["_ts"], int(dep)
 
@@ -121,15 +148,24 @@ def log_link(call) -> str | None:
 
 
 def final_message(bot, ts: str, timeout: float = 90):
-    return bot.fake.wait_for(lambda: (m := bot.fake.message(ts)) and re.search(r"(Succeeded|Failed)\S* in", m.text)
-                             and "abort" not in m.buttons() and m, timeout)
+    return bot.fake.wait_for(
+        lambda: (
+            (m := bot.fake.message(ts))
+            and re.search(r"(Succeeded|Failed)\S* in", m.text)
+            and "abort" not in m.buttons()
+            and m
+        ),
+        timeout,
+    )
 
 
 def cells(html: str) -> dict[tuple[str, str], str]:
     """The grid's cells as the server rendered them: (stage, host) -> state."""
     grid = html.split('<section id="grid">', 1)[1].split("</section>", 1)[0]
-    return {(s, h): state for s, h, state in
-            re.findall(r'data-stage="([^"]+)" data-host="([^"]+)" data-state="([^"]+)"', grid)}
+    return {
+        (s, h): state
+        for s, h, state in re.findall(r'data-stage="([^"]+)" data-host="([^"]+)" data-state="([^"]+)"', grid)
+    }
 
 
 def test_finished_deploy_page_json_cli_and_the_slack_link(world, hosts, cli):
@@ -185,9 +221,15 @@ def test_finished_deploy_page_json_cli_and_the_slack_link(world, hosts, cli):
     bad_sig = sig[:-4] + ("0000" if not sig.endswith("0000") else "1111")
     past = int(time.time()) - 10
     here = f"/deployments/{dep_id}"
-    for path in (f"{here}?exp={exp}&sig={bad_sig}", f"{here}.json?exp={exp}&sig={bad_sig}",
-                 f"/deployments/{dep_id + 1}?exp={exp}&sig={sig}", f"{here}?exp={int(exp) + 60}&sig={sig}",
-                 f"{here}?exp={past}&sig={bot.signer.signature(dep_id, past)}", here, f"{here}?exp=&sig="):
+    for path in (
+        f"{here}?exp={exp}&sig={bad_sig}",
+        f"{here}.json?exp={exp}&sig={bad_sig}",
+        f"/deployments/{dep_id + 1}?exp={exp}&sig={sig}",
+        f"{here}?exp={int(exp) + 60}&sig={sig}",
+        f"{here}?exp={past}&sig={bot.signer.signature(dep_id, past)}",
+        here,
+        f"{here}?exp=&sig=",
+    ):
         r = requests.get(bot.url + path, timeout=5)
         assert r.status_code == 403 and r.headers["Content-Type"].startswith("text/plain"), path
         assert "v1.0.0" not in r.text and "migration" not in r.text and len(r.text) < 200
@@ -224,8 +266,14 @@ def start_browser():
         return None, "chromium / chromedriver not installed (apt-get install chromium chromium-driver)"
     options = webdriver.ChromeOptions()
     options.binary_location = binary
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1400,1000", "--no-proxy-server"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+        "--no-proxy-server",
+    ):
         options.add_argument(flag)
     try:
         driver = webdriver.Chrome(options=options, service=Service(driver_path))
@@ -253,8 +301,10 @@ def keep_screenshot(tmp_path: Path, *names: str) -> None:
 
 def dom_cells(driver) -> dict[tuple[str, str], str]:
     """The grid as the browser shows it now, read in one go (the page redraws it under our feet)."""
-    rows = driver.execute_script("return Array.from(document.querySelectorAll('#grid td[data-stage]'))"
-                                 ".map(td => [td.dataset.stage, td.dataset.host, td.dataset.state])")
+    rows = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#grid td[data-stage]'))"
+        ".map(td => [td.dataset.stage, td.dataset.host, td.dataset.state])"
+    )
     return {(stage, host): state for stage, host, state in rows}
 
 
@@ -341,20 +391,36 @@ def test_failed_deploy_marks_the_failed_cell_and_shows_the_revert(world, hosts, 
 def test_deploybot_serve_serves_signed_log_pages(tmp_path):
     db = f"sqlite:///{tmp_path / 'deploybot.db'}"
     with Store(db) as store:
-        dep = store.create_deployment(app="sampleapp", environment="prod", version="v2.0.0", kind="deploy",
-                                      requested_by=DEV, state="pending_approval", meta={"hosts": ["web1", "web2"]})
+        dep = store.create_deployment(
+            app="sampleapp",
+            environment="prod",
+            version="v2.0.0",
+            kind="deploy",
+            requested_by=DEV,
+            state="pending_approval",
+            meta={"hosts": ["web1", "web2"]},
+        )
     config = tmp_path / "deploy.yml"
-    config.write_text("app: {name: sampleapp, artifact: '/nonexistent/sampleapp-{version}.tar.gz'}\n"
-                      "environments:\n  prod:\n    hosts: [local]\n    path: /tmp/x\n    restart: 'true'\n"
-                      "    migrate: bin/migrate\n    verify_seconds: 5\n"
-                      "    health: {url: 'http://127.0.0.1:1/health'}\n")
+    config.write_text(
+        "app: {name: sampleapp, artifact: '/nonexistent/sampleapp-{version}.tar.gz'}\n"
+        "environments:\n  prod:\n    hosts: [local]\n    path: /tmp/x\n    restart: 'true'\n"
+        "    migrate: bin/migrate\n    verify_seconds: 5\n"
+        "    health: {url: 'http://127.0.0.1:1/health'}\n"
+    )
     port = free_port()
     with FakeSlack() as fake:
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DEPLOYBOT_"))},
-               "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": fake.api_url,
-               "DATABASE_URL": db, "DEPLOYBOT_CONFIG": str(config), "DEPLOYBOT_LINK_SECRET": "shared-secret",
-               "DEPLOYBOT_LINK_TTL": "10m", "DEPLOYBOT_PUBLIC_URL": f"http://127.0.0.1:{port}",
-               "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DEPLOYBOT_"))},
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": fake.api_url,
+            "DATABASE_URL": db,
+            "DEPLOYBOT_CONFIG": str(config),
+            "DEPLOYBOT_LINK_SECRET": "shared-secret",
+            "DEPLOYBOT_LINK_TTL": "10m",
+            "DEPLOYBOT_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        }
         with deploybot_serve(env, tmp_path, port):
             base = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 30

@@ -31,15 +31,69 @@ HTTP, SOCKET = ROOT / "manifest.yml", ROOT / "manifest.socket.yml"
 SLACK_PATH = "/slack/events"
 
 # Slack's built-in slash commands (and their aliases) as far as this project knows them. Not Slack's word.
-RESERVED = frozenset({
-    "/active", "/apps", "/archive", "/away", "/call", "/clear", "/close", "/collapse", "/dm", "/dnd", "/expand",
-    "/feed", "/feedback", "/help", "/invite", "/invite_people", "/join", "/keys", "/kick", "/leave", "/me", "/msg",
-    "/mute", "/open", "/part", "/prefs", "/remind", "/remove", "/rename", "/search", "/shortcuts", "/shrug",
-    "/star", "/status", "/topic", "/unarchive", "/who", "/whois", "/huddle",
-})
+RESERVED = frozenset(
+    {
+        "/active",
+        "/apps",
+        "/archive",
+        "/away",
+        "/call",
+        "/clear",
+        "/close",
+        "/collapse",
+        "/dm",
+        "/dnd",
+        "/expand",
+        "/feed",
+        "/feedback",
+        "/help",
+        "/invite",
+        "/invite_people",
+        "/join",
+        "/keys",
+        "/kick",
+        "/leave",
+        "/me",
+        "/msg",
+        "/mute",
+        "/open",
+        "/part",
+        "/prefs",
+        "/remind",
+        "/remove",
+        "/rename",
+        "/search",
+        "/shortcuts",
+        "/shrug",
+        "/star",
+        "/status",
+        "/topic",
+        "/unarchive",
+        "/who",
+        "/whois",
+        "/huddle",
+    }
+)
 # Generic names other apps in a workspace are likely to register too: a clash means a chooser or the wrong app.
-GENERIC = frozenset({"/lock", "/unlock", "/history", "/log", "/logs", "/giphy", "/poll", "/todo", "/task",
-                     "/ticket", "/jira", "/github", "/zoom", "/meet", "/ping"})
+GENERIC = frozenset(
+    {
+        "/lock",
+        "/unlock",
+        "/history",
+        "/log",
+        "/logs",
+        "/giphy",
+        "/poll",
+        "/todo",
+        "/task",
+        "/ticket",
+        "/jira",
+        "/github",
+        "/zoom",
+        "/meet",
+        "/ping",
+    }
+)
 COMMAND_NAME = re.compile(r"^/[a-z0-9_-]{1,31}$")  # '/', lowercase letters, digits, '-', '_'; at most 32 in all
 COLOR = re.compile(r"^#[0-9A-Fa-f]{6}$")
 
@@ -155,11 +209,15 @@ def test_socket_manifest_has_socket_mode_and_no_request_urls():
 def test_both_manifests_describe_the_same_app():
     def without_transport(node: object) -> object:
         if isinstance(node, dict):
-            return {k: without_transport(v) for k, v in node.items()
-                    if k not in ("url", "request_url", "socket_mode_enabled")}
+            return {
+                k: without_transport(v)
+                for k, v in node.items()
+                if k not in ("url", "request_url", "socket_mode_enabled")
+            }
         if isinstance(node, list):
             return [without_transport(v) for v in node]
         return node
+
     assert without_transport(MANIFESTS["manifest.yml"]) == without_transport(MANIFESTS["manifest.socket.yml"])
 
 
@@ -190,8 +248,12 @@ def code_sources() -> dict[str, str]:
 
 
 def test_scope_derivation_flags_a_call_it_cannot_map():
-    methods = called_methods({"x.py": "self.client.chat_postMessage(channel=c)\nclient.reactions_add(name='x')\n"
-                                      'client.api_call("pins.add", json={})\nbot.groups.groups_of(user)'})
+    methods = called_methods(
+        {
+            "x.py": "self.client.chat_postMessage(channel=c)\nclient.reactions_add(name='x')\n"
+            'client.api_call("pins.add", json={})\nbot.groups.groups_of(user)'
+        }
+    )
     assert set(methods) == {"chat.postMessage", "reactions.add", "pins.add"}
     scopes, unknown = required_scopes(methods, has_commands=False)
     assert scopes == {"chat:write"} and set(unknown) == {"reactions.add", "pins.add"}
@@ -200,8 +262,14 @@ def test_scope_derivation_flags_a_call_it_cannot_map():
 @each_manifest
 def test_bot_scopes_are_exactly_what_the_code_calls(name):
     methods = called_methods(code_sources())
-    assert {"chat.postMessage", "chat.update", "chat.postEphemeral", "views.open", "views.publish",
-            "usergroups.users.list"} <= set(methods), methods  # the scan sees the calls we know of
+    assert {
+        "chat.postMessage",
+        "chat.update",
+        "chat.postEphemeral",
+        "views.open",
+        "views.publish",
+        "usergroups.users.list",
+    } <= set(methods), methods  # the scan sees the calls we know of
     m = MANIFESTS[name]
     needed, unknown = required_scopes(methods, has_commands=bool(m["features"].get("slash_commands")))
     assert not unknown, f"Web API methods with no scope in SCOPES_OF (add them, and their scope): {unknown}"
@@ -248,6 +316,7 @@ def bolt(tmp_path_factory):
         def recording(self, constraint, *args, **kwargs):
             registered[kind].append(constraint)
             return original(self, constraint, *args, **kwargs)
+
         return recording
 
     service = DeployService(load_config(tmp / "deploy.yml"), Store(f"sqlite:///{tmp / 'd.db'}"))
@@ -266,12 +335,22 @@ def bolt(tmp_path_factory):
 
 def dispatch(app: App, command: str, text: str) -> tuple[int, dict | str]:
     """A slash command as Slack sends it over HTTP (form-encoded, signed with the signing secret)."""
-    body = urlencode(SlackClient("http://unused", SIGNING_SECRET, "http://127.0.0.1:9/response")
-                     .command_fields(command, text, "U0DEV"))
+    body = urlencode(
+        SlackClient("http://unused", SIGNING_SECRET, "http://127.0.0.1:9/response").command_fields(
+            command, text, "U0DEV"
+        )
+    )
     ts = str(int(time.time()))
-    response = app.dispatch(BoltRequest(body=body, headers={
-        "content-type": ["application/x-www-form-urlencoded"], "x-slack-request-timestamp": [ts],
-        "x-slack-signature": [sign(SIGNING_SECRET, ts, body)]}))
+    response = app.dispatch(
+        BoltRequest(
+            body=body,
+            headers={
+                "content-type": ["application/x-www-form-urlencoded"],
+                "x-slack-request-timestamp": [ts],
+                "x-slack-signature": [sign(SIGNING_SECRET, ts, body)],
+            },
+        )
+    )
     try:
         return response.status, json.loads(response.body) if response.body else ""
     except ValueError:
@@ -304,8 +383,9 @@ def test_every_manifest_event_has_a_listener(bolt, name):
 
 def test_each_subcommand_in_the_usage_hint_is_answered_and_listed_by_help(bolt):
     app, _, _ = bolt
-    hint = next(c["usage_hint"] for c in MANIFESTS["manifest.yml"]["features"]["slash_commands"]
-                if c["command"] == "/deploy")
+    hint = next(
+        c["usage_hint"] for c in MANIFESTS["manifest.yml"]["features"]["slash_commands"] if c["command"] == "/deploy"
+    )
     subcommands = [alt.split()[0] for alt in hint.split("|") if re.match(r"^[a-z]+$", alt.split()[0])]
     status, answer = dispatch(app, "/deploy", "help")
     listed = re.findall(r"^`/deploy ([a-z]+)", answer["text"], re.M)  # one line each, first word the subcommand

@@ -20,11 +20,18 @@ HOSTS = [f"root@10.9.0.{i}" for i in range(1, 5)]
 
 
 def environment(**overrides):
-    env = {"hosts": HOSTS, "path": "/srv/app", "restart": "bin/restart", "migrate": "bin/migrate",
-           "health": {"url": "http://{host}:8000/health", "timeout": 0.2, "interval": 0.01},
-           "verify_seconds": 0.05, **overrides}
-    return parse_config({"app": {"name": "shop", "artifact": "/a/shop-{version}.tar.gz"},
-                         "environments": {"prod": env}}).environments["prod"]
+    env = {
+        "hosts": HOSTS,
+        "path": "/srv/app",
+        "restart": "bin/restart",
+        "migrate": "bin/migrate",
+        "health": {"url": "http://{host}:8000/health", "timeout": 0.2, "interval": 0.01},
+        "verify_seconds": 0.05,
+        **overrides,
+    }
+    return parse_config(
+        {"app": {"name": "shop", "artifact": "/a/shop-{version}.tar.gz"}, "environments": {"prod": env}}
+    ).environments["prod"]
 
 
 def deploy_plan(env, version="v2.0.0", **kw) -> Plan:
@@ -49,8 +56,17 @@ def test_a_deploy_walks_the_flow_table_in_order_on_every_host():
     fleet = MemoryFleet(env.hosts, current="v1.0.0")
     outcome, events = run(deploy_plan(env), fleet)
     assert outcome.state is State.SUCCEEDED and outcome.previous_version == "v1.0.0"
-    assert stage_order(events) == ["preflight", "backup", "upload", "migrate", "switch", "restart", "health",
-                                   "verify", "cleanup"]
+    assert stage_order(events) == [
+        "preflight",
+        "backup",
+        "upload",
+        "migrate",
+        "switch",
+        "restart",
+        "health",
+        "verify",
+        "cleanup",
+    ]
     h1, h2 = fleet["10.9.0.1"], fleet["10.9.0.2"]
     assert h1.ops() == ["preflight", "backup", "upload", "put", "upload", "migrate", "switch", "restart", "cleanup"]
     assert "migrate" not in h2.ops()  # migrate_on: first
@@ -100,8 +116,10 @@ def test_a_failure_while_publishing_reverts_every_host_that_switched(stage):
     for h in fleet.hosts.values():
         if h.name in outcome.reverted_hosts:  # the revert is publishing again, with the previous release
             tail = [(str(c.op), c.version) for c in h.ran][-3:]
-            assert tail == [("switch", "v1.0.0"), ("restart", "v1.0.0"), ("health", "v1.0.0")] or \
-                tail[-2:] == [("switch", "v1.0.0"), ("restart", "v1.0.0")]
+            assert tail == [("switch", "v1.0.0"), ("restart", "v1.0.0"), ("health", "v1.0.0")] or tail[-2:] == [
+                ("switch", "v1.0.0"),
+                ("restart", "v1.0.0"),
+            ]
 
 
 class FlappingDuringVerify:
@@ -143,6 +161,7 @@ def test_cancel_at_a_boundary_before_any_switch_is_cancelled_and_touches_nothing
     def after_upload() -> bool:
         uploaded["n"] = sum("upload" in h.ops() for h in fleet.hosts.values())
         return uploaded["n"] == len(fleet.hosts)
+
     outcome, _ = run(deploy_plan(env), fleet, cancel=after_upload)
     assert outcome.state is State.CANCELLED
     assert all("switch" not in h.ops() for h in fleet.hosts.values())
@@ -183,8 +202,9 @@ def test_a_rollback_is_the_same_flow_with_reverting_in_place_of_updating():
     for h in fleet.hosts.values():
         h.releases.add("v1.0.0")
     plan = Plan(8, "shop", env, "v1.0.0", Kind.ROLLBACK, restore_db_from="v1.0.0")
-    assert [line for line in plan.describe() if line.startswith("phases:")] == \
-        ["phases: starting -> reverting -> publishing"]
+    assert [line for line in plan.describe() if line.startswith("phases:")] == [
+        "phases: starting -> reverting -> publishing"
+    ]
     outcome, events = run(plan, fleet)
     assert outcome.state is State.SUCCEEDED
     assert stage_order(events) == ["preflight", "restore_db", "switch", "restart", "health"]
@@ -210,9 +230,11 @@ def test_a_failed_cleanup_does_not_fail_the_deploy():
 
 # ---- rolling with drain: a balancer in front of the hosts ---------------------------------------------------------
 def balanced(strategy_batch: int = 1, **overrides):
-    return environment(strategy={"kind": "rolling", "batch_size": strategy_batch},
-                       traffic={"balancer": "haproxy", "socket": "/run/haproxy.sock", "backend": "shop", "port": 8000},
-                       **overrides)
+    return environment(
+        strategy={"kind": "rolling", "batch_size": strategy_batch},
+        traffic={"balancer": "haproxy", "socket": "/run/haproxy.sock", "backend": "shop", "port": 8000},
+        **overrides,
+    )
 
 
 def run_balanced(plan: Plan, fleet: MemoryFleet, balancer: MemoryBalancer):

@@ -21,8 +21,13 @@ DEV, PM = "U0DEV", "U0PM"
 
 
 def approve_button(message) -> str:
-    return next(e["value"] for b in message.params["blocks"] if b.get("type") == "actions"
-                for e in b["elements"] if e["action_id"] == "approve")
+    return next(
+        e["value"]
+        for b in message.params["blocks"]
+        if b.get("type") == "actions"
+        for e in b["elements"]
+        if e["action_id"] == "approve"
+    )
 
 
 def test_two_replicas_on_postgres_behave_as_one_bot(hosts, make_config, cli_env, tmp_path, pg_url):  # noqa: F811
@@ -33,9 +38,15 @@ def test_two_replicas_on_postgres_behave_as_one_bot(hosts, make_config, cli_env,
         replicas, slacks = [], []
         for _ in range(2):
             port = free_port()
-            env = {**cli_env(config), "DATABASE_URL": db, "SLACK_BOT_TOKEN": "xoxb-test",
-                   "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": fake.api_url, "DEPLOYBOT_LEASE_TTL": "3",
-                   "LOG_LEVEL": "WARNING"}
+            env = {
+                **cli_env(config),
+                "DATABASE_URL": db,
+                "SLACK_BOT_TOKEN": "xoxb-test",
+                "SLACK_SIGNING_SECRET": SECRET,
+                "SLACK_API_URL": fake.api_url,
+                "DEPLOYBOT_LEASE_TTL": "3",
+                "LOG_LEVEL": "WARNING",
+            }
             replicas.append(stack.enter_context(deploybot_serve(env, tmp_path, port)))
             slacks.append(SlackClient(f"http://127.0.0.1:{port}", SECRET, fake.url + "/response"))
         a, b = slacks
@@ -74,8 +85,9 @@ def test_two_replicas_on_postgres_behave_as_one_bot(hosts, make_config, cli_env,
         dep2 = store.list_deployments("prod", limit=1)[0]
         assert dep2.state.value == "rolled_back" and "stopped" in dep2.error
         assert store.get_lock("prod") is None and store.verify_audit().ok
-        assert [e.actor for e in store.audit_events(deployment_id=dep2.id)
-                if e.action == "auto_rollback_started"] == ["deploybot"]
+        assert [e.actor for e in store.audit_events(deployment_id=dep2.id) if e.action == "auto_rollback_started"] == [
+            "deploybot"
+        ]
 
 
 def _up(slack: SlackClient) -> bool:

@@ -47,9 +47,16 @@ def test_hostile_environment_name_is_refused(hosts, make_config, cli):
 def test_two_deploys_at_once_exactly_one_runs(hosts, make_config, cli_env):
     config = make_config(hosts=hosts[:2], verify_seconds=3)
     env = cli_env(config)
-    procs = [subprocess.Popen([sys.executable, "-m", "bot.cli", "deploy", "prod", v, "--yes"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for v in ("v1.0.0", "v1.1.0")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "deploy", "prod", v, "--yes"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for v in ("v1.0.0", "v1.1.0")
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     codes = [p.returncode for p in procs]
     assert sorted(codes) == [0, 1], outs
@@ -95,8 +102,12 @@ def test_check_config_reports_every_problem_with_its_location(tmp_path, cli):
                 "restart": "bin/restart",
                 "health": {"url": "localhost:8000/health"},
             },
-            "staging": {"hosts": ["root@10.0.0.9"], "path": "/srv/my app", "restart": "x",
-                        "health": {"url": "http://{host}:{port}/health"}},
+            "staging": {
+                "hosts": ["root@10.0.0.9"],
+                "path": "/srv/my app",
+                "restart": "x",
+                "health": {"url": "http://{host}:{port}/health"},
+            },
         },
     }
     path = tmp_path / "deploy.yml"

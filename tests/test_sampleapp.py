@@ -26,8 +26,13 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits_zero(tmp_path):
     with tarfile.open(build_artifact(tmp_path / "a", "sampleapp", "v1.0.0")) as tar:
         tar.extractall(tmp_path / "release", filter="data")
     port = free_port()
-    app = subprocess.Popen([sys.executable, "app.py"], cwd=tmp_path / "release", env={**os.environ, "PORT": str(port)},
-                           stdout=subprocess.PIPE, text=True)
+    app = subprocess.Popen(
+        [sys.executable, "app.py"],
+        cwd=tmp_path / "release",
+        env={**os.environ, "PORT": str(port)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 10
     while True:

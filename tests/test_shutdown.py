@@ -36,16 +36,23 @@ def test_ctrl_c_stops_the_cli_deploy_at_a_boundary_and_reverts(hosts, make_confi
         assert store.list_deployments("prod", limit=1)[0].state.value == "rolled_back"
 
 
-def test_sigterm_drains_serve_reverts_the_running_deploy_and_exits_zero(hosts, make_config, cli, cli_env, db_path,
-                                                                        tmp_path):
+def test_sigterm_drains_serve_reverts_the_running_deploy_and_exits_zero(
+    hosts, make_config, cli, cli_env, db_path, tmp_path
+):
     two = hosts[:2]
     config = make_config(hosts=two, verify_seconds=60)  # no approvers: a /deploy starts at once
     assert cli("deploy", "prod", "v1.0.0", "--yes", config=config).returncode == 0
     with FakeSlack() as fake:
         port = free_port()
-        env = {**cli_env(config), "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": SECRET,
-               "SLACK_API_URL": fake.api_url, "DEPLOYBOT_SHUTDOWN_GRACE": "8", "LOG_LEVEL": "INFO",
-               "DEPLOYBOT_METRICS_ADDRESS": f"127.0.0.1:{free_port()}"}
+        env = {
+            **cli_env(config),
+            "SLACK_BOT_TOKEN": "xoxb-test",
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": fake.api_url,
+            "DEPLOYBOT_SHUTDOWN_GRACE": "8",
+            "LOG_LEVEL": "INFO",
+            "DEPLOYBOT_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
+        }
         slack = SlackClient(f"http://127.0.0.1:{port}", SECRET, fake.url + "/response")
         with deploybot_serve(env, tmp_path, port, capture=True) as proc:
             fake.wait_for(lambda: _answers(slack), timeout=30)
@@ -89,5 +96,3 @@ def _restarting(slack: SlackClient) -> str | None:
     except (OSError, ValueError):
         return None
     return text if "restarting" in text else None
-
-

@@ -17,8 +17,9 @@ def test_console_story_deploys_rolls_back_and_renders_progress(tmp_path):
     service = DeployService(load_config(build_workspace(tmp_path)), Store(f"sqlite:///{tmp_path / 'd.db'}"))
     out = io.StringIO()
     try:
-        ok = run_story(build_console(service, out), developer="U0DEV", pm="U0PM", good=["v1.0.0", "v1.1.0"],
-                       bad="v1.2.0")
+        ok = run_story(
+            build_console(service, out), developer="U0DEV", pm="U0PM", good=["v1.0.0", "v1.1.0"], bad="v1.2.0"
+        )
     finally:
         stop_apps(tmp_path)
         service.pool.close()
@@ -59,12 +60,18 @@ def test_the_thread_says_each_hosts_error_once_and_credits_the_rollback_to_deplo
     from handlers.checklist import Checklist
 
     c = Checklist(7)
-    c.apply(DeploymentStarted(7, environment="prod", version="v2", kind="deploy", hosts=("h1", "h2", "h3"),
-                              stages=("switch", "health")))
+    c.apply(
+        DeploymentStarted(
+            7, environment="prod", version="v2", kind="deploy", hosts=("h1", "h2", "h3"), stages=("switch", "health")
+        )
+    )
     down = "exit 1: not healthy after 5s: HTTP 500 from http://h1/health"
     c.apply(StageFinished(7, stage="health", host="h1", ok=False, seconds=5, excerpt="", error=down))
-    c.apply(StageFinished(7, stage="health", host="h2", ok=False, seconds=5, excerpt="boom\ntraceback",
-                          error="exit 1: boom"))
+    c.apply(
+        StageFinished(
+            7, stage="health", host="h2", ok=False, seconds=5, excerpt="boom\ntraceback", error="exit 1: boom"
+        )
+    )
     summary = f"h1: {down}; h2: exit 1: boom"
     c.apply(StageFinished(7, stage="health", host=None, ok=False, seconds=5, error=summary))
     c.apply(RollbackStarted(7, reason=summary, hosts=("h1", "h2"), to_version="v1"))
@@ -77,5 +84,6 @@ def test_the_thread_says_each_hosts_error_once_and_credits_the_rollback_to_deplo
 
     c = Checklist(8)  # a reason no host line carried is still said, once
     c.apply(RollbackStarted(8, reason="aborted by request", hosts=("h1",), to_version=None))
-    assert c.take_thread() == [":leftwards_arrow_with_hook: deploybot is rolling back h1 to their previous release: "
-                               "aborted by request"]
+    assert c.take_thread() == [
+        ":leftwards_arrow_with_hook: deploybot is rolling back h1 to their previous release: aborted by request"
+    ]

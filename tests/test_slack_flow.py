@@ -17,7 +17,6 @@ GROUP = "S0PMS"
 STAGES = ("preflight", "backup", "upload", "migrate", "switch", "restart", "health", "verify", "cleanup")
 
 
-
 @pytest.fixture
 def world(world):
     """The shared bot under test (conftest), its Slack knowing the approver group GROUP = [PM2]."""
@@ -26,8 +25,10 @@ def world(world):
 
 def request_message(bot, since: int = 0, timeout: float = 20):
     """The approval request (or queued message) the bot posted in the channel: a top-level chat.postMessage."""
-    return bot.fake.wait_for(lambda: next((c for c in bot.fake.of("chat.postMessage", since=since)
-                                           if not c.params.get("thread_ts")), None), timeout)
+    return bot.fake.wait_for(
+        lambda: next((c for c in bot.fake.of("chat.postMessage", since=since) if not c.params.get("thread_ts")), None),
+        timeout,
+    )
 
 
 def latest(bot, ts: str):
@@ -36,10 +37,16 @@ def latest(bot, ts: str):
 
 def wait_final(bot, ts: str, timeout: float = 90):
     """Until the message shows an outcome (and no Abort button)."""
+
     def done():
         m = latest(bot, ts)
-        return m if re.search(r"(Succeeded|Failed|rolled back|Cancelled|Rejected|Expired)\S* in|Rejected|Expired",
-                              m.text) and "abort" not in m.buttons() else None
+        return (
+            m
+            if re.search(r"(Succeeded|Failed|rolled back|Cancelled|Rejected|Expired)\S* in|Rejected|Expired", m.text)
+            and "abort" not in m.buttons()
+            else None
+        )
+
     return bot.fake.wait_for(done, timeout)
 
 
@@ -50,8 +57,15 @@ def ephemerals(bot, user: str, since: int = 0) -> list[str]:
 
 
 def deployment_id(message) -> int:
-    return int(next(e["value"] for b in message.params["blocks"] if b.get("type") == "actions"
-                    for e in b["elements"] if e["action_id"] == "approve"))
+    return int(
+        next(
+            e["value"]
+            for b in message.params["blocks"]
+            if b.get("type") == "actions"
+            for e in b["elements"]
+            if e["action_id"] == "approve"
+        )
+    )
 
 
 def actions(bot) -> list[tuple[str, str, str | None]]:
@@ -76,8 +90,13 @@ def test_deploy_approve_progress_success(world, hosts):
     for h in two:
         assert f"`{h.name}`: nothing → *v1.0.0*" in text
     assert req.buttons() == ["approve", "reject"]
-    approve = next(e for b in req.params["blocks"] if b.get("type") == "actions" for e in b["elements"]
-                   if e["action_id"] == "approve")
+    approve = next(
+        e
+        for b in req.params["blocks"]
+        if b.get("type") == "actions"
+        for e in b["elements"]
+        if e["action_id"] == "approve"
+    )
     assert approve["confirm"]["confirm"]["text"] == "Approve"  # production asks for confirmation
 
     r = bot.slack.click("approve", approve["value"], PM, ts)
@@ -98,8 +117,9 @@ def test_deploy_approve_progress_success(world, hosts):
     assert (PM, "approved", "approve") in trail
     assert (DEV, "deploy_started", "running") in trail and (DEV, "deploy_finished", "succeeded") in trail
     rows = bot.service.store.audit_events()
-    assert any(r.action == "stage_finished" or r.action.startswith("stage") for r in rows) or \
-        bot.service.store.stages(deployment_id(req))
+    assert any(r.action == "stage_finished" or r.action.startswith("stage") for r in rows) or bot.service.store.stages(
+        deployment_id(req)
+    )
     # secrets never reach Slack
     everything = json.dumps([c.params for c in bot.fake.calls])
     assert "s3cr3t" not in everything and "xoxb-" not in everything
@@ -108,7 +128,7 @@ def test_deploy_approve_progress_success(world, hosts):
     assert health.status_code == 200 and health.json()["ok"] is True
     assert requests.get(bot.url + "/metrics", timeout=5).status_code == 404  # not on the port Slack reaches
     metrics = requests.get(bot.metrics_url, timeout=5).text
-    assert 'deploybot_build_info{python=' in metrics and "process_resident_memory_bytes" in metrics
+    assert "deploybot_build_info{python=" in metrics and "process_resident_memory_bytes" in metrics
     assert 'deploybot_deployments_total{environment="prod",kind="deploy",outcome="succeeded"} 1.0' in metrics
     assert 'deploybot_stage_duration_seconds_count{environment="prod",ok="true",stage="upload"}' in metrics
     assert 'deploybot_approvals_waiting{environment="prod"} 0.0' in metrics
@@ -166,6 +186,7 @@ def test_refusals_are_private_audited_and_start_nothing(world, hosts):
 
     # expiry: the message loses its buttons; a late click is refused
     from datetime import UTC, datetime, timedelta
+
     assert bot.runtime.sweep(now=datetime.now(UTC) + timedelta(minutes=6)) == 2
     bot.settle()
     assert latest(bot, ts).buttons() == [] and "Expired" in latest(bot, ts).text
@@ -184,22 +205,41 @@ def test_refusals_are_private_audited_and_start_nothing(world, hosts):
     trail = actions(bot)
     assert not [a for a in trail if a[1].endswith("_started")]
     refused = [a for a in trail if a[2] == "refused"]
-    assert {(a[0], a[1]) for a in refused} >= {(DEV, "refused"), (EVE, "refused"), (EVE, "approval_refused"),
-                                               (DEV, "approval_refused"), (EVE, "rejection_refused"),
-                                               (PM, "approval_refused")}
+    assert {(a[0], a[1]) for a in refused} >= {
+        (DEV, "refused"),
+        (EVE, "refused"),
+        (EVE, "approval_refused"),
+        (DEV, "approval_refused"),
+        (EVE, "rejection_refused"),
+        (PM, "approval_refused"),
+    }
     assert all(h.srv.joinpath("app", "current").exists() is False for h in two)
 
 
 def test_help_history_and_bad_input(world, hosts):
     bot = world(hosts[:1])
-    for cmd, text in (("/deploy", "help"), ("/rollback", "help"), ("/deploy", "status help"),
-                      ("/deploy", "history help"), ("/deploy", "lock help"), ("/deploy", "unlock help")):
+    for cmd, text in (
+        ("/deploy", "help"),
+        ("/rollback", "help"),
+        ("/deploy", "status help"),
+        ("/deploy", "history help"),
+        ("/deploy", "lock help"),
+        ("/deploy", "unlock help"),
+    ):
         r = bot.slack.command(cmd, text, DEV)
         usage = "Usage: `" + " ".join([cmd, *text.split()[:-1]])
         assert r.json()["text"].startswith(usage) and r.json()["response_type"] == "ephemeral", (cmd, text)
     everything = bot.slack.command("/deploy", "help", DEV).json()["text"]  # one line per subcommand
-    for line in ("`/deploy ENV VERSION", "`/deploy status", "`/deploy history", "`/deploy lock ENV REASON",
-                 "`/deploy unlock ENV", "`/deploy help", "`/rollback", "Invite @deploybot to the channel"):
+    for line in (
+        "`/deploy ENV VERSION",
+        "`/deploy status",
+        "`/deploy history",
+        "`/deploy lock ENV REASON",
+        "`/deploy unlock ENV",
+        "`/deploy help",
+        "`/rollback",
+        "Invite @deploybot to the channel",
+    ):
         assert f"\n{line}" in everything or everything.startswith(f"Usage: {line}"), line
     assert "I need an environment and a reason" in bot.slack.command("/deploy", "lock prod", DEV).json()["text"]
     assert "is not an environment name" in bot.slack.command("/deploy", "status <!channel>", DEV).json()["text"]
@@ -324,8 +364,9 @@ def test_rollback_command_opens_modal_and_status_reads_hosts_live(world, hosts):
     # the reason is required: the modal shows the error, nothing starts
     r = bot.slack.submit(view, {"version": selected("v1.0.0"), "reason": text_input("  ")}, DEV)
     assert r.json() == {"response_action": "errors", "errors": {"reason": "Say why: it goes into the audit trail."}}
-    r = bot.slack.submit(view, {"version": selected("v1.0.0"), "reason": text_input("checkout broken"),
-                                "restore_db": checked()}, DEV)
+    r = bot.slack.submit(
+        view, {"version": selected("v1.0.0"), "reason": text_input("checkout broken"), "restore_db": checked()}, DEV
+    )
     assert r.status_code == 200
     msg = request_message(bot, mark)
     final = wait_final(bot, msg.params["_ts"])
@@ -365,8 +406,12 @@ def test_unsigned_forged_or_replayed_requests_get_401_and_change_nothing(world, 
     forged = bot.slack.form(fields, signature="v0=" + "0" * 64)
     stale = bot.slack.form(fields, timestamp=int(time.time()) - 6 * 60)
     unsigned = bot.slack.form(fields, signed=False)
-    wrong_secret = bot.slack.form(fields, signature=__import__("tests.slack_client").slack_client.sign(
-        "not-the-secret", str(int(time.time())), __import__("urllib.parse").parse.urlencode(fields)))
+    wrong_secret = bot.slack.form(
+        fields,
+        signature=__import__("tests.slack_client").slack_client.sign(
+            "not-the-secret", str(int(time.time())), __import__("urllib.parse").parse.urlencode(fields)
+        ),
+    )
     assert [r.status_code for r in (forged, stale, unsigned, wrong_secret)] == [401] * 4
     time.sleep(0.3)
     assert bot.fake.of("chat.postMessage", "chat.postEphemeral", "response_url", since=mark) == []
@@ -436,8 +481,10 @@ def test_dry_run_from_slack_shows_the_plan_and_runs_nothing(world, hosts):
     assert answer.params["response_type"] == "ephemeral" and "Dry run, nothing ran" in answer.text
     for h in two:
         assert f"{h.name} ({h.address})" in answer.text
-    assert "preflight -> backup -> upload -> migrate -> switch -> restart -> health -> verify -> cleanup" \
+    assert (
+        "preflight -> backup -> upload -> migrate -> switch -> restart -> health -> verify -> cleanup"
         in answer.text.replace("&gt;", ">")
+    )
     assert "s3cr3t" not in answer.text
     bot.settle()
     assert bot.fake.of("chat.postMessage", since=mark) == []  # no approval request
@@ -452,10 +499,12 @@ def test_rolling_deploy_shows_each_host_as_it_goes(world, hosts):
     names = [h.name for h in hosts]
     assert all(f":white_check_mark: `{n}` cleanup" in final.text for n in names)
     updates = [c.text for c in bot.fake.of("chat.update") if c.params["ts"] == final.params["ts"]]
+
     # mid-way, some hosts were already switched and serving while the others still waited on the old release
     def split(u: str) -> bool:
         stages = set(re.findall(r"`h\d` (\w+)", u))
         return bool(stages & {"switch", "restart", "health"}) and "upload" in stages
+
     assert any(split(u) for u in updates), updates
     assert [h.answering() for h in hosts] == ["v1.0.0"] * len(hosts)
 
@@ -500,8 +549,12 @@ def test_approval_rechecks_what_the_request_showed(world, hosts, artifacts, tmp_
     assert "artifact for v1.1.0 not found" in bot.fake.wait_for(lambda: ephemerals(bot, PM, m))[0]
     bot.settle()
     assert len([a for a in actions(bot) if a[1] == "deploy_started"]) == 1
-    assert [a[1:] for a in actions(bot) if a[0] == PM] == [("approved", "approve"), ("refused", "refused"),
-                                                          ("approved", "approve"), ("refused", "refused")]
+    assert [a[1:] for a in actions(bot) if a[0] == PM] == [
+        ("approved", "approve"),
+        ("refused", "refused"),
+        ("approved", "approve"),
+        ("refused", "refused"),
+    ]
     assert hosts[0].answering() == "v1.0.0"
 
 

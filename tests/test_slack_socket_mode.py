@@ -31,8 +31,13 @@ class SocketModeSlack(FakeSlack):
 def socket_bot(tmp_path, make_config, cli_env, hosts):
     config = make_config(hosts=hosts[:2])
     with FakeSocketMode() as ws, SocketModeSlack(ws.url) as fake:
-        env = {**cli_env(config), "SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_APP_TOKEN": "xapp-test-token",
-               "SLACK_API_URL": fake.api_url, "LOG_LEVEL": "WARNING"}
+        env = {
+            **cli_env(config),
+            "SLACK_BOT_TOKEN": "xoxb-test-token",
+            "SLACK_APP_TOKEN": "xapp-test-token",
+            "SLACK_API_URL": fake.api_url,
+            "LOG_LEVEL": "WARNING",
+        }
         env.pop("SLACK_SIGNING_SECRET", None)
         port = free_port()
         with deploybot_serve(env, tmp_path, port, capture=True) as proc:

@@ -62,7 +62,7 @@ def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def raw_sql(url: str, *statements: str) -> None:
     """Tamper behind the store's back, as someone with database access would."""
     if url.startswith("sqlite:///"):
-        with sqlite3.connect(url[len("sqlite:///"):]) as conn:
+        with sqlite3.connect(url[len("sqlite:///") :]) as conn:
             for sql in statements:
                 conn.execute(sql)
         return
@@ -73,10 +73,17 @@ def raw_sql(url: str, *statements: str) -> None:
             conn.execute(sql)
 
 
-def deployment(store: Store, environment: str = "prod", version: str = "v1.0.0", state: State = State.PENDING_APPROVAL,
-               kind: Kind = Kind.DEPLOY, **extra) -> DeploymentRecord:
-    return store.create_deployment(app="shop", environment=environment, version=version, kind=kind,
-                                   requested_by="alice", state=state, **extra)
+def deployment(
+    store: Store,
+    environment: str = "prod",
+    version: str = "v1.0.0",
+    state: State = State.PENDING_APPROVAL,
+    kind: Kind = Kind.DEPLOY,
+    **extra,
+) -> DeploymentRecord:
+    return store.create_deployment(
+        app="shop", environment=environment, version=version, kind=kind, requested_by="alice", state=state, **extra
+    )
 
 
 def race(n: int, fn) -> list:
@@ -181,8 +188,13 @@ def test_audit_appends_from_threads_and_processes_keep_one_chain(any_url: str) -
 def test_audit_verification_names_edited_deleted_and_reordered_rows(any_url: str) -> None:
     with Store(any_url) as store:
         for n in range(8):
-            store.audit(actor="alice", action="deploy_requested", environment="prod", version=f"v{n}",
-                        detail={"n": n, "hosts": ["a", "b"]})
+            store.audit(
+                actor="alice",
+                action="deploy_requested",
+                environment="prod",
+                version=f"v{n}",
+                detail={"n": n, "hosts": ["a", "b"]},
+            )
         assert store.verify_audit().ok
 
         raw_sql(any_url, "UPDATE audit_events SET actor = 'mallory' WHERE id = 3")
@@ -205,9 +217,12 @@ def test_audit_verification_names_edited_deleted_and_reordered_rows(any_url: str
             store.audit(actor="bob", action="approved", detail={"n": n})
         ids = [e.id for e in store.audit_events()]
         a, b = ids[1], ids[2]
-        raw_sql(any_url, f"UPDATE audit_events SET seq = -1 WHERE id = {a}",
-                f"UPDATE audit_events SET seq = 2 WHERE id = {b}",
-                f"UPDATE audit_events SET seq = 3 WHERE id = {a}")
+        raw_sql(
+            any_url,
+            f"UPDATE audit_events SET seq = -1 WHERE id = {a}",
+            f"UPDATE audit_events SET seq = 2 WHERE id = {b}",
+            f"UPDATE audit_events SET seq = 3 WHERE id = {a}",
+        )
         result = store.verify_audit()
         assert not result.ok
         assert any(f"row {a} " in p and "reordered" in p for p in result.problems)
@@ -233,8 +248,15 @@ def test_transition_sets_fields_and_normalizes_timestamps_to_utc(store: Store) -
     dep = deployment(store, state=State.APPROVED)
     start = datetime(2024, 5, 1, 14, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))  # 12:00 UTC
     assert store.transition(dep.id, [State.APPROVED], State.RUNNING, started_at=start)
-    assert store.transition(dep.id, iter([State.RUNNING]), State.FAILED, finished_at=start + timedelta(seconds=90),
-                            error="health check failed", failed_stage="health", failed_host="web2")
+    assert store.transition(
+        dep.id,
+        iter([State.RUNNING]),
+        State.FAILED,
+        finished_at=start + timedelta(seconds=90),
+        error="health check failed",
+        failed_stage="health",
+        failed_host="web2",
+    )
     got = store.get(dep.id)
     assert got.state is State.FAILED
     assert got.started_at == datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC) and got.started_at.tzinfo is UTC
@@ -278,9 +300,18 @@ def test_stages_in_insertion_order(store: Store) -> None:
     dep = deployment(store)
     t0 = datetime(2024, 1, 1, tzinfo=UTC)
     for n, (stage, host) in enumerate([("preflight", None), ("upload", "web2"), ("upload", "web1")]):
-        store.record_stage(dep.id, stage=stage, host=host, phase="forward", started_at=t0 + timedelta(seconds=n),
-                           ended_at=t0 + timedelta(seconds=n, milliseconds=250), ok=host != "web1",
-                           exit_code=None if host is None else 0, excerpt="done", error="")
+        store.record_stage(
+            dep.id,
+            stage=stage,
+            host=host,
+            phase="forward",
+            started_at=t0 + timedelta(seconds=n),
+            ended_at=t0 + timedelta(seconds=n, milliseconds=250),
+            ok=host != "web1",
+            exit_code=None if host is None else 0,
+            excerpt="done",
+            error="",
+        )
     stages = store.stages(dep.id)
     assert all(isinstance(s, StageRecord) for s in stages)
     assert [(s.stage, s.host) for s in stages] == [("preflight", None), ("upload", "web2"), ("upload", "web1")]
@@ -288,8 +319,18 @@ def test_stages_in_insertion_order(store: Store) -> None:
     assert [s.ok for s in stages] == [True, True, False]
     assert store.stages(999) == []
     with pytest.raises(KeyError):
-        store.record_stage(999, stage="x", host=None, phase="forward", started_at=t0, ended_at=t0, ok=True,
-                           exit_code=None, excerpt="", error="")
+        store.record_stage(
+            999,
+            stage="x",
+            host=None,
+            phase="forward",
+            started_at=t0,
+            ended_at=t0,
+            ok=True,
+            exit_code=None,
+            excerpt="",
+            error="",
+        )
 
 
 # ---- approvals -----------------------------------------------------------------------------------------------------
@@ -300,8 +341,10 @@ def test_add_approval_once_per_approver(store: Store) -> None:
     assert not store.add_approval(dep.id, "bob", "reject", "changed my mind")
     assert store.add_approval(dep.id, "carol", "reject", "not today")
     approvals = store.approvals(dep.id)
-    assert [(a.approver, a.decision, a.reason) for a in approvals] == [("bob", "approve", ""),
-                                                                       ("carol", "reject", "not today")]
+    assert [(a.approver, a.decision, a.reason) for a in approvals] == [
+        ("bob", "approve", ""),
+        ("carol", "reject", "not today"),
+    ]
     assert isinstance(approvals[0], ApprovalRecord) and approvals[0].at.tzinfo is UTC
     assert race(6, lambda i: store.add_approval(dep.id, "dave", "approve")).count(True) == 1
     with pytest.raises(KeyError):
@@ -344,8 +387,13 @@ def test_release_only_matching_lock(store: Store) -> None:
 # ---- audit ---------------------------------------------------------------------------------------------------------
 def test_audit_events_filter_and_limit_oldest_first(store: Store) -> None:
     for n in range(6):
-        store.audit(actor="alice", action=f"a{n}", environment="prod" if n % 2 else "staging", deployment_id=n % 3,
-                    detail={"n": n, "when": datetime(2024, 1, 1, tzinfo=UTC), 1: "int key"})
+        store.audit(
+            actor="alice",
+            action=f"a{n}",
+            environment="prod" if n % 2 else "staging",
+            deployment_id=n % 3,
+            detail={"n": n, "when": datetime(2024, 1, 1, tzinfo=UTC), 1: "int key"},
+        )
     events = store.audit_events()
     assert [e.action for e in events] == [f"a{n}" for n in range(6)]
     assert all(isinstance(e, AuditRecord) and e.at.tzinfo is UTC for e in events)
@@ -361,8 +409,14 @@ def test_audit_events_filter_and_limit_oldest_first(store: Store) -> None:
 
 def test_export_round_trips_and_verifies_offline(store: Store) -> None:
     assert store.verify_audit() == AuditVerification(True, 0, [])
-    store.audit(actor="alice", action="deploy_requested", environment="prod", version="v1", deployment_id=1,
-                detail={"reason": 'quotes " and, commas\nnewline', "hosts": ["web1"], "ünï": "çødé"})
+    store.audit(
+        actor="alice",
+        action="deploy_requested",
+        environment="prod",
+        version="v1",
+        deployment_id=1,
+        detail={"reason": 'quotes " and, commas\nnewline', "hosts": ["web1"], "ünï": "çødé"},
+    )
     store.audit(actor="deploybot", action="expired")
     store.audit(actor="bob", action="approved", environment="prod", outcome="approved", deployment_id=1)
     events = store.audit_events()
@@ -371,8 +425,19 @@ def test_export_round_trips_and_verifies_offline(store: Store) -> None:
     assert store.export_audit("json", out) == 3
     rows = json.loads(out.getvalue())
     assert [r["id"] for r in rows] == [e.id for e in events]
-    assert {"id", "at", "actor", "action", "environment", "version", "outcome", "deployment_id", "detail",
-            "prev_hash", "hash"} <= set(rows[0])
+    assert {
+        "id",
+        "at",
+        "actor",
+        "action",
+        "environment",
+        "version",
+        "outcome",
+        "deployment_id",
+        "detail",
+        "prev_hash",
+        "hash",
+    } <= set(rows[0])
     assert [parse_export_row(r) for r in rows] == events
     assert verify_chain(parse_export_row(r) for r in rows) == (3, [])
 
@@ -397,13 +462,14 @@ def test_migrations_run_twice_and_data_survives(sqlite_url: str) -> None:
         dep = deployment(first)
     with Store(sqlite_url) as second:
         assert second.get(dep.id) == dep
-    with sqlite3.connect(sqlite_url[len("sqlite:///"):]) as conn:
+    with sqlite3.connect(sqlite_url[len("sqlite:///") :]) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD,)]
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-def test_default_url_is_database_url_then_a_file_in_the_data_dir(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_url_is_database_url_then_a_file_in_the_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setenv("DEPLOYBOT_DATA_DIR", str(tmp_path / "data"))

@@ -73,8 +73,9 @@ def test_xdg_data_home(clean_env: Path, tmp_path: Path, monkeypatch: pytest.Monk
 
 
 @pytest.mark.parametrize("value", ["", "relative/share"])
-def test_empty_or_relative_xdg_data_home_is_ignored(clean_env: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    value: str) -> None:
+def test_empty_or_relative_xdg_data_home_is_ignored(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", value)
     assert data_dir() == clean_env / ".local" / "share" / "deploybot"
 
@@ -165,8 +166,11 @@ def test_a_behind_database_is_upgraded(tmp_path: Path) -> None:
 def test_a_store_at_head_does_not_import_alembic(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'deploybot.db'}"
     Store(url).close()
-    code = ("import sys; from bot.store import Store; Store(sys.argv[1]).close(); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))")
-    out = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True, timeout=60, cwd=ROOT,
-                         check=True).stdout
+    code = (
+        "import sys; from bot.store import Store; Store(sys.argv[1]).close(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, url], capture_output=True, text=True, timeout=60, cwd=ROOT, check=True
+    ).stdout
     assert out.strip() == "[]"

@@ -21,13 +21,20 @@ ROOT = Path(__file__).resolve().parents[1]
 def filled(url: str) -> Store:
     store = Store(url)
     for n, state in enumerate([State.SUCCEEDED, State.ROLLED_BACK, State.RUNNING]):
-        dep = store.create_deployment(app="shop", environment="prod", version=f"v1.{n}.0", kind=Kind.DEPLOY,
-                                      requested_by="U0DEV", state=state, meta={"hosts": ["h1"], "n": n},
-                                      reason="why ✓", restore_db=bool(n % 2))
+        dep = store.create_deployment(
+            app="shop",
+            environment="prod",
+            version=f"v1.{n}.0",
+            kind=Kind.DEPLOY,
+            requested_by="U0DEV",
+            state=state,
+            meta={"hosts": ["h1"], "n": n},
+            reason="why ✓",
+            restore_db=bool(n % 2),
+        )
         store.transition(dep.id, [state], state, started_at=dep.created_at, failed_stage="health" if n else None)
         store.add_approval(dep.id, "U0PM", "approve")
-    store.acquire_lock("prod", holder="U0DEV", reason="deploy v1.2.0", deployment_id=3, owner="p1",
-                       lease_seconds=20)
+    store.acquire_lock("prod", holder="U0DEV", reason="deploy v1.2.0", deployment_id=3, owner="p1", lease_seconds=20)
     store.acquire_lock("stage", holder="U0OPS", reason="freeze", kind="manual")
     return store
 
@@ -67,16 +74,26 @@ def test_status_and_history_start_without_sqlalchemy(tmp_path):
     from bot.demo import build_workspace
 
     config = build_workspace(tmp_path / "w")
-    env = {**os.environ, "DEPLOYBOT_CONFIG": str(config), "DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}",
-           "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "DEPLOYBOT_CONFIG": str(config),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}",
+        "PYTHONPATH": str(ROOT),
+    }
     filled(env["DATABASE_URL"]).close()
     for args in (["status", "prod"], ["history", "prod"]):
-        run = subprocess.run([sys.executable, "-X", "importtime", "-m", "bot.cli", *args], env=env,
-                             capture_output=True, text=True, timeout=60)
+        run = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "bot.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert run.returncode == 0, run.stderr[-2000:]
         assert "sqlalchemy" not in run.stderr and "v1.2.0" in run.stdout
-    refused = subprocess.run([sys.executable, "-m", "bot.cli", "status", "nosuch"], env=env, capture_output=True,
-                             text=True, timeout=60)
+    refused = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "status", "nosuch"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert refused.returncode == 1 and "unknown environment" in refused.stderr
     with Store(env["DATABASE_URL"]) as store:  # the refusal was audited, through a full Store opened for it
         assert store.audit_events()[-1].outcome == "refused" and store.verify_audit().ok

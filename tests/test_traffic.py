@@ -99,8 +99,10 @@ def test_nginx_on_the_balancer_host_is_driven_over_ssh(hosts, lab, tmp_path):
     lb = Nginx(tmp_path / "nginx", [b.endpoint for b in backends]).start()
     try:
         h4 = hosts[3]
-        ssh = SSHTarget(Host(name=h4.name, address=h4.address, user="root"),
-                        SSHOptions(key_file=lab.key_file, known_hosts=lab.known_hosts, connect_timeout=3))
+        ssh = SSHTarget(
+            Host(name=h4.name, address=h4.address, user="root"),
+            SSHOptions(key_file=lab.key_file, known_hosts=lab.known_hosts, connect_timeout=3),
+        )
         traffic = lb.traffic(backends, target=ssh)
         drain_and_restore_under_load("nginx over SSH", lb.url, traffic, three, backends)
         assert any("-s reload" in c for c in h4.commands()), "the reload went over SSH"
@@ -117,8 +119,9 @@ def drain_and_restore_under_load(label: str, url: str, traffic, three, backends:
     threads = []
     for i in range(6):
         tag = f"slow{i}"
-        threads.append(threading.Thread(target=lambda t=tag: slow.__setitem__(t, get(
-            f"{url}/slow?seconds=2.5&id={t}"))))
+        threads.append(
+            threading.Thread(target=lambda t=tag: slow.__setitem__(t, get(f"{url}/slow?seconds=2.5&id={t}")))
+        )
         threads[-1].start()
         assert poll(lambda t=tag: any(f"start {t}" in slow_log(h) for h in three), 3)
         if f"start {tag}" in slow_log(three[0]):
@@ -156,9 +159,11 @@ def drain_and_restore_under_load(label: str, url: str, traffic, three, backends:
     sent = by_host([*replies, *slow.values()], backends)
     assert {n: stats[n].requests for n in sent} == dict(sent)
     assert all(s.state == READY and s.errors_5xx == 0 for s in stats.values())
-    print(f"\n{label}: {len(replies)} requests + {len(slow)} slow, 0 failed; by host {dict(sent)}; "
-          f"while h1 was drained {dict(drained)}; drain {t_drained - t_drain:.3f}s, "
-          f"restore {t_restored - t_restore:.3f}s, drained {t_waited - slow[on_h1].ended:.3f}s after the slow one")
+    print(
+        f"\n{label}: {len(replies)} requests + {len(slow)} slow, 0 failed; by host {dict(sent)}; "
+        f"while h1 was drained {dict(drained)}; drain {t_drained - t_drain:.3f}s, "
+        f"restore {t_restored - t_restore:.3f}s, drained {t_waited - slow[on_h1].ended:.3f}s after the slow one"
+    )
 
 
 def test_what_would_leave_no_server_or_names_a_stranger_is_refused(kind, hosts, balancer):
@@ -191,9 +196,12 @@ def test_an_unreachable_balancer_is_a_traffic_error_with_a_sentence(kind, hosts,
     lb, traffic = balancer(backends)
     lb.stop()
     if kind == "haproxy":
-        with pytest.raises(TrafficError, match=r"cannot reach HAProxy's admin socket .*admin\.sock \((connection "
-                                               r"refused|no such file or directory)\); is HAProxy running, with "
-                                               r"`stats socket"):
+        with pytest.raises(
+            TrafficError,
+            match=r"cannot reach HAProxy's admin socket .*admin\.sock \((connection "
+            r"refused|no such file or directory)\); is HAProxy running, with "
+            r"`stats socket",
+        ):
             traffic.drain(backends[:1])
         with pytest.raises(TrafficError, match=r"admin socket .*missing\.sock \(no such file or directory\)"):
             HAProxyTraffic(str(tmp_path / "missing.sock"), "app").stats()
@@ -208,11 +216,18 @@ def test_an_unreachable_balancer_is_a_traffic_error_with_a_sentence(kind, hosts,
     # the balancer host over SSH, with SSH down: the target's own words
     h = hosts[1]
     h.kill_sshd()
-    remote = NginxTraffic(SSHTarget(Host(name=h.name, address=h.address, user="root"),
-                                    SSHOptions(key_file=lab.key_file, known_hosts=lab.known_hosts,
-                                               connect_timeout=2)), "/etc/nginx/conf.d/app-upstream.conf")
-    with pytest.raises(TrafficError, match=rf"nginx on h2: could not read .*h2 \(root@{h.address}:22\): "
-                                           r"(connection refused|cannot connect)"):
+    remote = NginxTraffic(
+        SSHTarget(
+            Host(name=h.name, address=h.address, user="root"),
+            SSHOptions(key_file=lab.key_file, known_hosts=lab.known_hosts, connect_timeout=2),
+        ),
+        "/etc/nginx/conf.d/app-upstream.conf",
+    )
+    with pytest.raises(
+        TrafficError,
+        match=rf"nginx on h2: could not read .*h2 \(root@{h.address}:22\): "
+        r"(connection refused|cannot connect)",
+    ):
         remote.drain(backends[:1])
 
 
@@ -267,11 +282,16 @@ def test_the_access_log_count_takes_each_attempt_with_its_own_status(tmp_path):
         '1.2.3.4 "GET / HTTP/1.1" 200 upstream_addr="10.0.1.12:8000, 10.0.1.11:8000" upstream_status="502, 200"\n'
         '1.2.3.4 "GET / HTTP/1.1" 503 upstream_addr="10.0.1.12:8000" upstream_status="503"\n'
         '1.2.3.4 "GET /x HTTP/1.1" 404 upstream_addr="-" upstream_status="-"\n'
-        'a line in another format\n')
+        "a line in another format\n"
+    )
     upstream = tmp_path / "up.conf"
     upstream.write_text(UPSTREAM)
-    traffic = NginxTraffic(LOCAL, str(upstream), access_log=str(log),
-                           hosts=[Backend("h1", "10.0.1.11", 8000), Backend("h2", "10.0.1.12", 8000)])
+    traffic = NginxTraffic(
+        LOCAL,
+        str(upstream),
+        access_log=str(log),
+        hosts=[Backend("h1", "10.0.1.11", 8000), Backend("h2", "10.0.1.12", 8000)],
+    )
     stats = traffic.stats()
     assert (stats["h1"].requests, stats["h1"].errors_5xx, stats["h1"].state) == (2, 0, READY)
     assert (stats["h2"].requests, stats["h2"].errors_5xx, stats["h2"].state) == (2, 2, DRAIN)

@@ -19,20 +19,29 @@ def _balancer(kind: str, hosts, folder):
         lb = HAProxy(folder, {f"s{i}": e for i, e in enumerate(endpoints, 1)}).start()
         return lb, {"balancer": "haproxy", "socket": lb.socket, "backend": "app", "port": 8000, "drain_timeout": 10}
     lb = Nginx(folder, endpoints).start()
-    return lb, {"balancer": "nginx", "upstream_file": str(lb.upstream), "pid_file": str(lb.pid), "port": 8000,
-                "access_log": str(lb.access_log), "test": f"{lb.command} -t", "reload": f"{lb.command} -s reload",
-                "drain_timeout": 10}
+    return lb, {
+        "balancer": "nginx",
+        "upstream_file": str(lb.upstream),
+        "pid_file": str(lb.pid),
+        "port": 8000,
+        "access_log": str(lb.access_log),
+        "test": f"{lb.command} -t",
+        "reload": f"{lb.command} -s reload",
+        "drain_timeout": 10,
+    }
 
 
 @pytest.mark.parametrize("kind", ["haproxy", "nginx"])
-def test_rolling_with_drain_loses_no_request_deploying_reverting_or_rolling_back(kind, hosts, make_config, service,
-                                                                                 tmp_path):
+def test_rolling_with_drain_loses_no_request_deploying_reverting_or_rolling_back(
+    kind, hosts, make_config, service, tmp_path
+):
     require(kind)
     three = hosts[:3]
     lb, traffic = _balancer(kind, three, tmp_path / kind)
     try:
-        svc = service(make_config(hosts=three, strategy={"kind": "rolling", "batch_size": 1}, traffic=traffic,
-                                  verify_seconds=0.5))
+        svc = service(
+            make_config(hosts=three, strategy={"kind": "rolling", "batch_size": 1}, traffic=traffic, verify_seconds=0.5)
+        )
         assert svc.deploy("prod", "v1.0.0", "cli:test").state is State.SUCCEEDED
         backends = [Backend(h.name, h.address, 8000) for h in three]
         balance = lb.traffic(backends)

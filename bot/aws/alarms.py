@@ -26,6 +26,7 @@ FAIL_AFTER_ERRORS = 3  # reads in a row that fail during the window before the g
 @dataclass(frozen=True)
 class Firing:
     """An alarm that stops a deploy: in ALARM (since when, and why), or listed but not there."""
+
     name: str
     state: str  # ALARM, or MISSING for a listed name CloudWatch does not know
     reason: str
@@ -56,10 +57,12 @@ def firing(settings: AWSSettings, cfg: Alarms) -> list[Firing]:
                         found[alarm["AlarmName"]] = _firing(alarm)
             found |= {n: Firing(n, "MISSING", "no such alarm") for n in cfg.names if n not in seen}
         if cfg.prefix:
-            pages = cw.get_paginator("describe_alarms").paginate(AlarmNamePrefix=cfg.prefix, StateValue="ALARM",
-                                                                  AlarmTypes=_TYPES)
-            found |= {a["AlarmName"]: _firing(a) for page in pages for a in _alarms(page)
-                      if a.get("StateValue") == "ALARM"}  # filtered here too: not every implementation does
+            pages = cw.get_paginator("describe_alarms").paginate(
+                AlarmNamePrefix=cfg.prefix, StateValue="ALARM", AlarmTypes=_TYPES
+            )
+            found |= {
+                a["AlarmName"]: _firing(a) for page in pages for a in _alarms(page) if a.get("StateValue") == "ALARM"
+            }  # filtered here too: not every implementation does
     return [found[n] for n in sorted(found)]
 
 
@@ -69,8 +72,12 @@ def _alarms(page: dict) -> list[dict]:
 
 def _firing(alarm: dict) -> Firing:
     since = alarm.get("StateUpdatedTimestamp")
-    return Firing(alarm["AlarmName"], "ALARM", alarm.get("StateReason", ""),
-                  since.isoformat(timespec="seconds") if since is not None else "")
+    return Firing(
+        alarm["AlarmName"],
+        "ALARM",
+        alarm.get("StateReason", ""),
+        since.isoformat(timespec="seconds") if since is not None else "",
+    )
 
 
 class StartGate:
@@ -91,8 +98,11 @@ class StartGate:
     @property
     def refusal(self) -> str:
         """The sentence a refused requester reads."""
-        return ("not starting: " + "; ".join(f.describe() for f in self.firing)
-                + " (to deploy anyway, give an override reason: deploybot deploy --override-alarms REASON)")
+        return (
+            "not starting: "
+            + "; ".join(f.describe() for f in self.firing)
+            + " (to deploy anyway, give an override reason: deploybot deploy --override-alarms REASON)"
+        )
 
     @property
     def detail(self) -> dict:
@@ -103,8 +113,9 @@ class StartGate:
 
     def watch(self) -> AlarmWatch:
         """The verification window's watch; alarms overridden at the start do not fail it."""
-        return AlarmWatch(lambda: firing(self.settings, self.cfg), self.cfg.interval,
-                          frozenset(f.name for f in self.firing))
+        return AlarmWatch(
+            lambda: firing(self.settings, self.cfg), self.cfg.interval, frozenset(f.name for f in self.firing)
+        )
 
 
 class AlarmWatch:

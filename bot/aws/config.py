@@ -24,7 +24,7 @@ def is_s3(location: str) -> bool:
 
 def split_s3(location: str) -> tuple[str, str]:
     """`s3://bucket/key` -> (bucket, key)."""
-    bucket, _, key = location[len(S3_PREFIX):].partition("/")
+    bucket, _, key = location[len(S3_PREFIX) :].partition("/")
     return bucket, key
 
 
@@ -41,6 +41,7 @@ def check_s3_location(location: str) -> None:
 class AWSSettings(Strict):
     """`aws:` at the top of deploy.yml. Credentials are never here: boto3's default chain finds them (environment,
     shared files, the instance or task role)."""
+
     region: str | None = None  # else AWS_REGION / AWS_DEFAULT_REGION / the profile's region
     endpoint_url: str | None = None  # else AWS_ENDPOINT_URL; for a private endpoint or a local stand-in
     presign_seconds: int = Field(default=300, ge=30, le=3600)  # how long a host's download URL is valid
@@ -57,6 +58,7 @@ class EC2Hosts(Strict):
     """`hosts: {ec2: {...}}`: the running instances carrying all these tags, resolved when a deployment is planned
     (and for status). Each is named by its instance id (or its Name tag) and keeps the id as the host var
     `instance_id`."""
+
     tags: dict[str, str] = Field(min_length=1)
     address: Literal["private", "public"] = "private"
     user: str | None = None
@@ -78,6 +80,7 @@ class EC2Hosts(Strict):
 class Alarms(Strict):
     """`alarms:`: CloudWatch alarms that gate a deploy. One in ALARM refuses the start (unless the request gives an
     override reason); one going to ALARM during the verification window fails verify, which rolls back."""
+
     names: list[str] = Field(default_factory=list)
     prefix: str | None = None
     interval: float = Field(default=10.0, ge=0.1, le=300)  # seconds between reads during the verification window
@@ -94,6 +97,7 @@ class Alarms(Strict):
 class SecretsSource(Strict):
     """`secrets_manager:`: a JSON key/value secret whose `keys` are written into shared/.env (mode 0600) on every
     host during preflight, replacing those keys and keeping the others. The values are masked everywhere."""
+
     secret_id: str = Field(min_length=1, max_length=2048)
     keys: list[str] = Field(min_length=1)
 

@@ -24,11 +24,21 @@ def discover(settings: AWSSettings, spec: EC2Hosts) -> list[Host]:
         address = inst.get("PrivateIpAddress") if spec.address == "private" else inst.get("PublicIpAddress")
         if not address:
             continue  # no address of that kind (e.g. no public IP): it cannot be reached that way
-        found = {"instance_id": iid, "private_ip": inst.get("PrivateIpAddress"),
-                 "public_ip": inst.get("PublicIpAddress"),
-                 "availability_zone": (inst.get("Placement") or {}).get("AvailabilityZone")}
-        hosts.append(Host(name=names[iid], address=address, user=spec.user, port=spec.port,
-                          vars={k: v for k, v in found.items() if v}))
+        found = {
+            "instance_id": iid,
+            "private_ip": inst.get("PrivateIpAddress"),
+            "public_ip": inst.get("PublicIpAddress"),
+            "availability_zone": (inst.get("Placement") or {}).get("AvailabilityZone"),
+        }
+        hosts.append(
+            Host(
+                name=names[iid],
+                address=address,
+                user=spec.user,
+                port=spec.port,
+                vars={k: v for k, v in found.items() if v},
+            )
+        )
     return sorted(hosts, key=lambda h: h.name)
 
 
@@ -37,10 +47,13 @@ def _names(spec: EC2Hosts, instances: list[dict]) -> dict[str, str]:
     ids = {i["InstanceId"]: i["InstanceId"] for i in instances}
     if spec.name != "Name":
         return ids
-    tagged = {i["InstanceId"]: next((t["Value"] for t in i.get("Tags", []) if t.get("Key") == "Name"), "")
-              for i in instances}
+    tagged = {
+        i["InstanceId"]: next((t["Value"] for t in i.get("Tags", []) if t.get("Key") == "Name"), "") for i in instances
+    }
     counts: dict[str, int] = {}
     for name in tagged.values():
         counts[name] = counts.get(name, 0) + 1
-    return {iid: name if name and NAME.match(name) and counts[name] == 1 and name not in ids else iid
-            for iid, name in tagged.items()}
+    return {
+        iid: name if name and NAME.match(name) and counts[name] == 1 and name not in ids else iid
+        for iid, name in tagged.items()
+    }

@@ -40,8 +40,9 @@ def head(settings: AWSSettings, location: str) -> S3Object:
             if error_code(exc) in _MISSING:
                 raise NotFound(f"artifact not found: {location}") from None
             raise
-    return S3Object(location, int(found.get("ContentLength", 0)),
-                    {k.lower(): v for k, v in (found.get("Metadata") or {}).items()})
+    return S3Object(
+        location, int(found.get("ContentLength", 0)), {k.lower(): v for k, v in (found.get("Metadata") or {}).items()}
+    )
 
 
 def published_sha256(settings: AWSSettings, obj: S3Object) -> tuple[str, str] | None:
@@ -74,4 +75,5 @@ def presigned_url(settings: AWSSettings, location: str) -> str:
     bucket, key = split_s3(location)
     with asking(f"signing a download URL for {location}"):
         return client("s3", settings).generate_presigned_url(
-            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=settings.presign_seconds)
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=settings.presign_seconds
+        )

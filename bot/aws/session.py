@@ -27,16 +27,25 @@ def client(service: str, settings: AWSSettings | None = None) -> Any:
     """A boto3 client for `service`, at the configured region and endpoint (else AWS_REGION and AWS_ENDPOINT_URL,
     which boto3 reads itself)."""
     settings = settings or AWSSettings()
-    key = (service, settings.region, settings.endpoint_url, os.environ.get("AWS_ENDPOINT_URL"),
-           os.environ.get("AWS_PROFILE"), os.environ.get("AWS_ACCESS_KEY_ID"))
+    key = (
+        service,
+        settings.region,
+        settings.endpoint_url,
+        os.environ.get("AWS_ENDPOINT_URL"),
+        os.environ.get("AWS_PROFILE"),
+        os.environ.get("AWS_ACCESS_KEY_ID"),
+    )
     with _lock:
         made = _clients.get(key)
         if made is None:
             import boto3
             from botocore.config import Config
 
-            options: dict = {"retries": {"max_attempts": 3, "mode": "standard"}, "connect_timeout": 5,
-                             "read_timeout": 30}
+            options: dict = {
+                "retries": {"max_attempts": 3, "mode": "standard"},
+                "connect_timeout": 5,
+                "read_timeout": 30,
+            }
             if service == "s3":  # SigV4 presigned URLs (X-Amz-Signature), accepted in every region
                 options["signature_version"] = "s3v4"
             session = boto3.session.Session(region_name=settings.region)

@@ -88,8 +88,14 @@ def resolve_artifact(config: Config, version: str) -> Artifact:
         obj = _s3_object(config, location)
         published = _aws(lambda: s3.published_sha256(config.aws, obj))
         signer = functools.partial(s3.presigned_url, config.aws, location) if fetch else None
-        return _remote(location, _checked_sha256(*published) if published else None, obj.size, fetch,
-                       lambda dest: _aws(lambda: s3.download(config.aws, location, dest)), signer)
+        return _remote(
+            location,
+            _checked_sha256(*published) if published else None,
+            obj.size,
+            fetch,
+            lambda dest: _aws(lambda: s3.download(config.aws, location, dest)),
+            signer,
+        )
     if is_url(location):
         return _remote(location, _published_sha256_url(location), None, fetch, lambda dest: _download(location, dest))
     path = Path(location)
@@ -100,8 +106,14 @@ def resolve_artifact(config: Config, version: str) -> Artifact:
     return Artifact(location, sha, path.stat().st_size, path)
 
 
-def _remote(location: str, published: str | None, size: int | None, fetch: bool,
-            download: Callable[[Path], Path], signer: Callable[[], str] | None = None) -> Artifact:
+def _remote(
+    location: str,
+    published: str | None,
+    size: int | None,
+    fetch: bool,
+    download: Callable[[Path], Path],
+    signer: Callable[[], str] | None = None,
+) -> Artifact:
     """Hosts fetching a published checksum: nothing to download here. Else one download to a temporary copy (sent
     with sftp, or only hashed and removed when the hosts fetch it)."""
     if published and fetch:

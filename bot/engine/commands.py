@@ -24,8 +24,16 @@ def _env_prelude(path: str, release: str, version: str) -> str:
     )
 
 
-def preflight(env: Environment, path: str, *, expect_current: bool, need_release: str | None = None,
-              fetch_url: str | None = None, ranged: bool = False, env_from_bot: tuple[str, ...] = ()) -> Command:
+def preflight(
+    env: Environment,
+    path: str,
+    *,
+    expect_current: bool,
+    need_release: str | None = None,
+    fetch_url: str | None = None,
+    ranged: bool = False,
+    env_from_bot: tuple[str, ...] = (),
+) -> Command:
     """Read-only checks: disk, required env var names (never values), the current release, a release to return to,
     and, when the host will download the artifact, that it can: a HEAD request, so nothing is downloaded twice, or
     (`ranged`, for a presigned URL, which answers GET only) a GET of its first byte. Names in `env_from_bot` are
@@ -44,8 +52,7 @@ def preflight(env: Environment, path: str, *, expect_current: bool, need_release
         names = " ".join(q(n) for n in looked_for)
         lines += [
             'missing=""',
-            f"for v in {names}; do grep -Eq \"^(export +)?$v=\" {q(env_file)} 2>/dev/null"
-            ' || missing="$missing $v"; done',
+            f'for v in {names}; do grep -Eq "^(export +)?$v=" {q(env_file)} 2>/dev/null || missing="$missing $v"; done',
             f'if [ -n "$missing" ]; then echo "missing in {env_file}:$missing" >&2; exit 4; fi',
         ]
     lines.append('cur=$(readlink "$P/current" 2>/dev/null || true)')
@@ -58,11 +65,18 @@ def preflight(env: Environment, path: str, *, expect_current: bool, need_release
         rel = f"{path}/releases/{need_release}"
         lines.append(f'if [ ! -d {q(rel)} ]; then echo "release {need_release} is not on this host" >&2; exit 7; fi')
     if fetch_url:
-        probe = ({"curl": "-r 0-0 --connect-timeout 5 --max-time 15 -o /dev/null",
-                  "wget": "--header='Range: bytes=0-0' -T 15 -t 1 -O /dev/null"} if ranged else
-                 {"curl": "-I --connect-timeout 5 --max-time 15 -o /dev/null", "wget": "--spider -T 15 -t 1"})
-        lines.append(_http(fetch_url, **probe)
-                     + ' || { echo "this host cannot download the artifact (app.upload: fetch)" >&2; exit 9; }')
+        probe = (
+            {
+                "curl": "-r 0-0 --connect-timeout 5 --max-time 15 -o /dev/null",
+                "wget": "--header='Range: bytes=0-0' -T 15 -t 1 -O /dev/null",
+            }
+            if ranged
+            else {"curl": "-I --connect-timeout 5 --max-time 15 -o /dev/null", "wget": "--spider -T 15 -t 1"}
+        )
+        lines.append(
+            _http(fetch_url, **probe)
+            + ' || { echo "this host cannot download the artifact (app.upload: fetch)" >&2; exit 9; }'
+        )
     if env_from_bot:
         lines.append(f"(umask 077 && mkdir -p {q(incoming_dir(path))} && chmod 700 {q(incoming_dir(path))}) || exit 9")
     lines.append(f'echo "{CURRENT_MARK}${{cur##*/}}"')
@@ -74,30 +88,36 @@ def merge_env(path: str, incoming: str, keys: tuple[str, ...]) -> Command:
     kept, the file left mode 0600 and replaced in one rename. The values travel in the file, never in this command;
     it prints only the key names and the current release (this is preflight's last step)."""
     env_file = f"{path}/shared/.env"
-    return Command(Stage.PREFLIGHT, "\n".join([
-        "set -e",
-        "umask 077",
-        f"f={q(incoming)}",
-        f"E={q(env_file)}",
-        """trap 'rm -f "$f" "$E.tmp"' EXIT""",
-        f"mkdir -p {q(path + '/shared')}",
-        'touch "$E"',
-        # keep the lines whose key is not in the new file (with or without `export `), then add the new ones
-        """awk 'NR == FNR { if (match($0, /^[A-Za-z_][A-Za-z0-9_]*=/)) new[substr($0, 1, RLENGTH - 1)] = 1; next }"""
-        """ { l = $0; sub(/^export +/, "", l); if (match(l, /^[A-Za-z_][A-Za-z0-9_]*=/) && """
-        "(substr(l, 1, RLENGTH - 1) in new)) next; print }' \"$f\" \"$E\" > \"$E.tmp\"",
-        'cat "$f" >> "$E.tmp"',
-        'chmod 600 "$E.tmp"',
-        'mv -f "$E.tmp" "$E"',
-        f'echo "wrote {" ".join(keys)} into {env_file} (mode 0600)"',
-        f'cur=$(readlink {q(path + "/current")} 2>/dev/null || true); echo "{CURRENT_MARK}${{cur##*/}}"',
-    ]))
+    return Command(
+        Stage.PREFLIGHT,
+        "\n".join(
+            [
+                "set -e",
+                "umask 077",
+                f"f={q(incoming)}",
+                f"E={q(env_file)}",
+                """trap 'rm -f "$f" "$E.tmp"' EXIT""",
+                f"mkdir -p {q(path + '/shared')}",
+                'touch "$E"',
+                # keep the lines whose key is not in the new file (with or without `export `), then add the new ones
+                """awk 'NR == FNR { if (match($0, /^[A-Za-z_][A-Za-z0-9_]*=/)) """
+                """new[substr($0, 1, RLENGTH - 1)] = 1; next }"""
+                """ { l = $0; sub(/^export +/, "", l); if (match(l, /^[A-Za-z_][A-Za-z0-9_]*=/) && """
+                '(substr(l, 1, RLENGTH - 1) in new)) next; print }\' "$f" "$E" > "$E.tmp"',
+                'cat "$f" >> "$E.tmp"',
+                'chmod 600 "$E.tmp"',
+                'mv -f "$E.tmp" "$E"',
+                f'echo "wrote {" ".join(keys)} into {env_file} (mode 0600)"',
+                f'cur=$(readlink {q(path + "/current")} 2>/dev/null || true); echo "{CURRENT_MARK}${{cur##*/}}"',
+            ]
+        ),
+    )
 
 
 def parse_current(stdout: str) -> str | None:
     for line in reversed(stdout.splitlines()):
         if line.startswith(CURRENT_MARK):
-            return line[len(CURRENT_MARK):].strip() or None
+            return line[len(CURRENT_MARK) :].strip() or None
     return None
 
 
@@ -116,7 +136,7 @@ def backup(path: str, stamp: str, current: str | None, cfg: Backup) -> Command:
     if current and cfg.release_archive:
         lines.append(f'tar -cf "$B/release.tar" -C {q(path + "/releases")} {q(current)}')
     for cmd in cfg.commands:
-        lines.append(f"( export BACKUP_DIR=\"$B\"; {_env_prelude(path, path, current or '')}{cmd} )")
+        lines.append(f'( export BACKUP_DIR="$B"; {_env_prelude(path, path, current or "")}{cmd} )')
     lines += [
         'cd "$B"',
         "find . -type f ! -name SHA256SUMS -exec sha256sum {} + > SHA256SUMS",
@@ -142,42 +162,54 @@ def prepare_upload(path: str) -> Command:
 
 def download(path: str, url: str, remote_file: str) -> str:
     """The host fetches the artifact itself (app.upload: fetch); unpack() checks it as it would an upload."""
-    return "\n".join([
-        _folders(path) + " || exit 9",
-        f"f={q(remote_file)}",
-        # a store that stalls (under 1 KB/s for 30 s) is given up instead of holding the stage for command_timeout
-        _http(url, curl='--connect-timeout 10 --speed-limit 1024 --speed-time 30 -o "$f"', wget='-T 30 -t 1 -O "$f"')
-        + ' || { rm -f "$f"; echo "download of the artifact failed on this host" >&2; exit 9; }',
-    ])
+    return "\n".join(
+        [
+            _folders(path) + " || exit 9",
+            f"f={q(remote_file)}",
+            # a store that stalls (under 1 KB/s for 30 s) is given up instead of holding the stage for command_timeout
+            _http(
+                url, curl='--connect-timeout 10 --speed-limit 1024 --speed-time 30 -o "$f"', wget='-T 30 -t 1 -O "$f"'
+            )
+            + ' || { rm -f "$f"; echo "download of the artifact failed on this host" >&2; exit 9; }',
+        ]
+    )
 
 
 def _http(url: str, *, curl: str, wget: str) -> str:
     """A GET (or HEAD) with whichever of curl and wget the host has; both follow redirects and fail on 4xx/5xx."""
-    return (f"if command -v curl >/dev/null 2>&1; then curl -fsSL --globoff {curl} {q(url)}; "
-            f"elif command -v wget >/dev/null 2>&1; then wget -q {wget} {q(url)}; "
-            'else echo "neither curl nor wget on this host: app.upload fetch needs one" >&2; exit 9; fi')
+    return (
+        f"if command -v curl >/dev/null 2>&1; then curl -fsSL --globoff {curl} {q(url)}; "
+        f"elif command -v wget >/dev/null 2>&1; then wget -q {wget} {q(url)}; "
+        'else echo "neither curl nor wget on this host: app.upload fetch needs one" >&2; exit 9; fi'
+    )
 
 
 def unpack(path: str, remote_file: str, sha256: str, version: str, download_from: str | None = None) -> Command:
     """Verify the checksum on the host, then unpack beside the final folder and move it in: never half a release."""
     rel = f"{path}/releases/{version}"
     lines = [download(path, download_from, remote_file)] if download_from else []
-    return Command(Stage.UPLOAD, "\n".join([
-        *lines,
-        "set -e",
-        f"f={q(remote_file)}",
-        "got=$(sha256sum \"$f\" | cut -d' ' -f1)",
-        f'if [ "$got" != {q(sha256)} ]; then rm -f "$f"; '
-        f'echo "checksum mismatch: expected {sha256}, got $got (partial or corrupted upload)" >&2; exit 5; fi',
-        f'if [ "$(readlink {q(path + "/current")})" = {q("releases/" + version)} ]; then rm -f "$f"; '
-        f'echo "{version} is the current release; kept as is"; exit 0; fi',
-        f"rm -rf {q(rel + '.tmp')} && mkdir -p {q(rel + '.tmp')}",
-        f'tar -xzf "$f" -C {q(rel + ".tmp")}',
-        f"ln -sfn {q(path + '/shared/.env')} {q(rel + '.tmp/.env')}",
-        f"rm -rf {q(rel)} && mv {q(rel + '.tmp')} {q(rel)}",
-        'rm -f "$f"',
-        f'echo "unpacked {version} sha256={sha256}"',
-    ]), version)
+    return Command(
+        Stage.UPLOAD,
+        "\n".join(
+            [
+                *lines,
+                "set -e",
+                f"f={q(remote_file)}",
+                "got=$(sha256sum \"$f\" | cut -d' ' -f1)",
+                f'if [ "$got" != {q(sha256)} ]; then rm -f "$f"; '
+                f'echo "checksum mismatch: expected {sha256}, got $got (partial or corrupted upload)" >&2; exit 5; fi',
+                f'if [ "$(readlink {q(path + "/current")})" = {q("releases/" + version)} ]; then rm -f "$f"; '
+                f'echo "{version} is the current release; kept as is"; exit 0; fi',
+                f"rm -rf {q(rel + '.tmp')} && mkdir -p {q(rel + '.tmp')}",
+                f'tar -xzf "$f" -C {q(rel + ".tmp")}',
+                f"ln -sfn {q(path + '/shared/.env')} {q(rel + '.tmp/.env')}",
+                f"rm -rf {q(rel)} && mv {q(rel + '.tmp')} {q(rel)}",
+                'rm -f "$f"',
+                f'echo "unpacked {version} sha256={sha256}"',
+            ]
+        ),
+        version,
+    )
 
 
 def in_release(stage: Stage, path: str, version: str, command: str) -> Command:
@@ -187,9 +219,12 @@ def in_release(stage: Stage, path: str, version: str, command: str) -> Command:
 
 def switch(path: str, version: str) -> Command:
     """Atomic flip: a new symlink renamed over `current`, so there is never a moment without one."""
-    return Command(Stage.SWITCH, f"cd {q(path)} && test -d {q('releases/' + version)} && "
-                   f"ln -sfn {q('releases/' + version)} current.tmp && mv -Tf current.tmp current && readlink current",
-                   version)
+    return Command(
+        Stage.SWITCH,
+        f"cd {q(path)} && test -d {q('releases/' + version)} && "
+        f"ln -sfn {q('releases/' + version)} current.tmp && mv -Tf current.tmp current && readlink current",
+        version,
+    )
 
 
 def restore_db(path: str, backup_glob_version: str, commands: list[str]) -> Command:
@@ -201,7 +236,7 @@ def restore_db(path: str, backup_glob_version: str, commands: list[str]) -> Comm
         '(cd "$B" && sha256sum -c --quiet SHA256SUMS)',
     ]
     for cmd in commands:
-        lines.append(f"( export BACKUP_DIR=\"$B\"; {_env_prelude(path, path, backup_glob_version)}{cmd} )")
+        lines.append(f'( export BACKUP_DIR="$B"; {_env_prelude(path, path, backup_glob_version)}{cmd} )')
     lines.append('echo "restored from $B"')
     return Command(Stage.RESTORE_DB, "\n".join(lines), backup_glob_version)
 
@@ -209,30 +244,40 @@ def restore_db(path: str, backup_glob_version: str, commands: list[str]) -> Comm
 def cleanup(path: str, keep_releases: int, protect: list[str], backup: Backup) -> Command:
     """Keep the newest N releases and backups; never the current, the previous good one, or the newest backup."""
     keep = " ".join(q(p) for p in protect if p) or "''"
-    return Command(Stage.CLEANUP, "\n".join([
-        f"cd {q(path + '/releases')} || exit 0",
-        "cur=$(readlink ../current 2>/dev/null); cur=${cur##*/}",
-        "n=0",
-        "for r in $(ls -1t); do",
-        '  case "$r" in *.tmp) continue;; esac',
-        "  n=$((n + 1))",
-        f'  for k in "$cur" {keep}; do [ "$r" = "$k" ] && continue 2; done',
-        f'  if [ $n -gt {keep_releases} ]; then rm -rf -- "$r"; echo "removed release $r"; fi',
-        "done",
-        f"find {q(incoming_dir(path))} -type f -mmin +1440 -delete 2>/dev/null",
-        f"cd {q(path + '/backups')} 2>/dev/null || exit 0",
-        "n=0",
-        "for b in $(ls -1t); do",
-        "  n=$((n + 1)); [ $n -eq 1 ] && continue",
-        f'  old=$(find "$b" -maxdepth 0 -mtime +{backup.keep_days} 2>/dev/null)',
-        f'  if [ $n -gt {backup.keep_count} ] || [ -n "$old" ]; then rm -rf -- "$b"; echo "removed backup $b"; fi',
-        "done",
-    ]))
+    return Command(
+        Stage.CLEANUP,
+        "\n".join(
+            [
+                f"cd {q(path + '/releases')} || exit 0",
+                "cur=$(readlink ../current 2>/dev/null); cur=${cur##*/}",
+                "n=0",
+                "for r in $(ls -1t); do",
+                '  case "$r" in *.tmp) continue;; esac',
+                "  n=$((n + 1))",
+                f'  for k in "$cur" {keep}; do [ "$r" = "$k" ] && continue 2; done',
+                f'  if [ $n -gt {keep_releases} ]; then rm -rf -- "$r"; echo "removed release $r"; fi',
+                "done",
+                f"find {q(incoming_dir(path))} -type f -mmin +1440 -delete 2>/dev/null",
+                f"cd {q(path + '/backups')} 2>/dev/null || exit 0",
+                "n=0",
+                "for b in $(ls -1t); do",
+                "  n=$((n + 1)); [ $n -eq 1 ] && continue",
+                f'  old=$(find "$b" -maxdepth 0 -mtime +{backup.keep_days} 2>/dev/null)',
+                f'  if [ $n -gt {backup.keep_count} ] || [ -n "$old" ]; then',
+                '    rm -rf -- "$b"; echo "removed backup $b"',
+                "  fi",
+                "done",
+            ]
+        ),
+    )
 
 
 def read_current(path: str, timeout: float) -> Command:
-    return Command("read_current", f'cur=$(readlink {q(path + "/current")} 2>/dev/null || true); '
-                   f'echo "{CURRENT_MARK}${{cur##*/}}"', timeout=timeout)
+    return Command(
+        "read_current",
+        f'cur=$(readlink {q(path + "/current")} 2>/dev/null || true); echo "{CURRENT_MARK}${{cur##*/}}"',
+        timeout=timeout,
+    )
 
 
 def tag(deployment_id: int) -> str:
@@ -244,5 +289,9 @@ def stop_leftovers(deployment_id: int) -> Command:
     """Stop whatever a stopped bot left running on this host for that deployment (a restart halfway, say), with
     its process group; apps started detached (setsid) are not in it. `[d]` keeps pgrep from matching itself."""
     pattern = q(f"deploybot-[d]{deployment_id}$")
-    return Command("stop_leftovers", f"for p in $(pgrep -f {pattern}); do g=$(ps -o pgid= -p \"$p\" | tr -d ' '); "
-                   '[ -n "$g" ] && kill -TERM "-$g" 2>/dev/null; done; true', timeout=30)
+    return Command(
+        "stop_leftovers",
+        f"for p in $(pgrep -f {pattern}); do g=$(ps -o pgid= -p \"$p\" | tr -d ' '); "
+        '[ -n "$g" ] && kill -TERM "-$g" 2>/dev/null; done; true',
+        timeout=30,
+    )

@@ -64,16 +64,34 @@ def _balanced(plan: Plan) -> bool:
 
 FLOW: tuple[PhaseRow, ...] = (
     PhaseRow(Phase.STARTING, (Step(Stage.PREFLIGHT), Step(Stage.BACKUP, when=_deploying))),
-    PhaseRow(Phase.UPDATING, (
-        Step(Stage.UPLOAD),
-        Step(Stage.MIGRATE, when=lambda p: bool(p.env.migrate),
-             hosts=lambda p: list(p.hosts) if p.env.migrate_on == "all" else list(p.hosts[:1])),
-    ), kinds=(Kind.DEPLOY,)),
-    PhaseRow(Phase.REVERTING, (Step(Stage.RESTORE_DB, when=lambda p: bool(p.restore_db_from), hosts=_first_host),),
-             kinds=(Kind.ROLLBACK,)),
-    PhaseRow(Phase.PUBLISHING, (Step(Stage.DRAIN, when=_balanced, barrier=True), Step(Stage.SWITCH),
-                                Step(Stage.RESTART), Step(Stage.HEALTH), Step(Stage.RESTORE, when=_balanced)),
-             per_batch=True),
+    PhaseRow(
+        Phase.UPDATING,
+        (
+            Step(Stage.UPLOAD),
+            Step(
+                Stage.MIGRATE,
+                when=lambda p: bool(p.env.migrate),
+                hosts=lambda p: list(p.hosts) if p.env.migrate_on == "all" else list(p.hosts[:1]),
+            ),
+        ),
+        kinds=(Kind.DEPLOY,),
+    ),
+    PhaseRow(
+        Phase.REVERTING,
+        (Step(Stage.RESTORE_DB, when=lambda p: bool(p.restore_db_from), hosts=_first_host),),
+        kinds=(Kind.ROLLBACK,),
+    ),
+    PhaseRow(
+        Phase.PUBLISHING,
+        (
+            Step(Stage.DRAIN, when=_balanced, barrier=True),
+            Step(Stage.SWITCH),
+            Step(Stage.RESTART),
+            Step(Stage.HEALTH),
+            Step(Stage.RESTORE, when=_balanced),
+        ),
+        per_batch=True,
+    ),
     PhaseRow(Phase.VERIFYING, (Step(Stage.VERIFY, when=lambda p: _deploying(p) and p.env.verify_seconds > 0),)),
     PhaseRow(Phase.FINISHING, (Step(Stage.CLEANUP, when=_deploying, must_pass=False),)),
 )
@@ -105,8 +123,9 @@ def stages(plan: Plan) -> list[Stage]:
     return [step.stage for row in rows(plan) for step in row.steps]
 
 
-def commands_for(stage: Stage, plan: Plan, host: Host, *, current: str | None, version: str | None = None,
-                 stamp: str = "") -> list[Command]:
+def commands_for(
+    stage: Stage, plan: Plan, host: Host, *, current: str | None, version: str | None = None, stamp: str = ""
+) -> list[Command]:
     """What `stage` runs on `host`, in order: shell commands, a file put, or a health check made from the bot.
     `current` is what the host ran before (read by preflight), `version` the release to publish (the plan's,
     or the previous one when reverting)."""
@@ -116,16 +135,24 @@ def commands_for(stage: Stage, plan: Plan, host: Host, *, current: str | None, v
     if stage is Stage.PREFLIGHT:
         artifact, shared = plan.artifact, plan.shared_env
         fetching = bool(artifact and artifact.fetched_by_hosts)
-        check = commands.preflight(env, path, expect_current=plan.expect_current,
-                                   need_release=plan.version if plan.kind is Kind.ROLLBACK else None,
-                                   fetch_url=artifact.download_url() if fetching else None,
-                                   ranged=fetching and artifact.signed, env_from_bot=shared.keys if shared else ())
+        check = commands.preflight(
+            env,
+            path,
+            expect_current=plan.expect_current,
+            need_release=plan.version if plan.kind is Kind.ROLLBACK else None,
+            fetch_url=artifact.download_url() if fetching else None,
+            ranged=fetching and artifact.signed,
+            env_from_bot=shared.keys if shared else (),
+        )
         if shared is None:
             return [check]
         # values from a secret: sent as a file over SFTP, merged into shared/.env; never on a command line
         remote = f"{commands.incoming_dir(path)}/env.d{plan.deployment_id}"
-        return [check, Command("put", f"sftp put <{shared.describe()}> {remote}", files=(shared.path, remote)),
-                commands.merge_env(path, remote, shared.keys)]
+        return [
+            check,
+            Command("put", f"sftp put <{shared.describe()}> {remote}", files=(shared.path, remote)),
+            commands.merge_env(path, remote, shared.keys),
+        ]
     if stage is Stage.BACKUP:
         return [commands.backup(path, stamp, current, env.backup)]
     if stage is Stage.UPLOAD:
@@ -135,8 +162,11 @@ def commands_for(stage: Stage, plan: Plan, host: Host, *, current: str | None, v
         if artifact.fetched_by_hosts:
             return [commands.unpack(path, remote, artifact.sha256, version, download_from=artifact.download_url())]
         assert artifact.local is not None
-        return [commands.prepare_upload(path), put_command(artifact.local, remote),
-                commands.unpack(path, remote, artifact.sha256, version)]
+        return [
+            commands.prepare_upload(path),
+            put_command(artifact.local, remote),
+            commands.unpack(path, remote, artifact.sha256, version),
+        ]
     if stage is Stage.MIGRATE:
         return [commands.in_release(Stage.MIGRATE, path, version, env.migrate or "")]
     if stage is Stage.RESTORE_DB:
@@ -146,18 +176,34 @@ def commands_for(stage: Stage, plan: Plan, host: Host, *, current: str | None, v
     if stage is Stage.RESTART:
         return [commands.in_release(Stage.RESTART, path, version, env.restart)]
     if stage is Stage.HEALTH:
-        return [Command(Stage.HEALTH, f"GET {url} until it answers version {version} "
-                                      f"(every {env.health.interval:g}s, at most {env.health.timeout:g}s)", version)]
+        return [
+            Command(
+                Stage.HEALTH,
+                f"GET {url} until it answers version {version} "
+                f"(every {env.health.interval:g}s, at most {env.health.timeout:g}s)",
+                version,
+            )
+        ]
     if stage is Stage.VERIFY:
-        return [Command(Stage.VERIFY, f"GET {url} every {env.health.interval:g}s for {env.verify_seconds:g}s, "
-                                      f"each answering version {version}", version)]
+        return [
+            Command(
+                Stage.VERIFY,
+                f"GET {url} every {env.health.interval:g}s for {env.verify_seconds:g}s, "
+                f"each answering version {version}",
+                version,
+            )
+        ]
     if stage in (Stage.DRAIN, Stage.RESTORE):
         t = env.traffic
         assert t is not None, "drain and restore are steps only where a balancer is configured"
         where = f"{t.balancer} backend {t.backend}" if t.balancer == "haproxy" else f"nginx {t.upstream_file}"
         if stage is Stage.DRAIN:
-            return [Command(Stage.DRAIN, f"take {host.name} out of {where}, then wait up to {t.drain_timeout:g}s "
-                                         "for its requests in flight")]
+            return [
+                Command(
+                    Stage.DRAIN,
+                    f"take {host.name} out of {where}, then wait up to {t.drain_timeout:g}s for its requests in flight",
+                )
+            ]
         return [Command(Stage.RESTORE, f"put {host.name} back into {where}")]
     if stage is Stage.CLEANUP:
         return [commands.cleanup(path, env.keep_releases, [plan.version, current or ""], env.backup)]

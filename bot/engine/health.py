@@ -24,8 +24,14 @@ def wait_healthy(url: str, cfg: HealthCheck, expected: str | None, probe: Prober
         time.sleep(min(cfg.interval, max(0.0, deadline - time.monotonic())))
 
 
-def watch(url: str, cfg: HealthCheck, expected: str | None, seconds: float,
-          stop: Callable[[], bool] = lambda: False, probe: Prober = probe) -> Probe:
+def watch(
+    url: str,
+    cfg: HealthCheck,
+    expected: str | None,
+    seconds: float,
+    stop: Callable[[], bool] = lambda: False,
+    probe: Prober = probe,
+) -> Probe:
     """Verification window: keep polling; the first bad answer fails the window."""
     end = time.monotonic() + seconds
     checks = 0

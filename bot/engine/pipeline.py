@@ -47,6 +47,7 @@ class Outcome:
 @dataclass
 class _Track:
     """One stage across the hosts of a _stages call."""
+
     expected: int
     done: int = 0
     started: float | None = None
@@ -85,9 +86,16 @@ class Pipeline:
 
     def run(self) -> Outcome:
         started, plan = time.monotonic(), self.plan
-        self.events.emit(DeploymentStarted(plan.deployment_id, environment=self.env.name, version=plan.version,
-                                           kind=plan.kind.value, hosts=tuple(h.name for h in plan.hosts),
-                                           stages=tuple(s.value for s in plan.stages)))
+        self.events.emit(
+            DeploymentStarted(
+                plan.deployment_id,
+                environment=self.env.name,
+                version=plan.version,
+                kind=plan.kind.value,
+                hosts=tuple(h.name for h in plan.hosts),
+                stages=tuple(s.value for s in plan.stages),
+            )
+        )
         try:
             for index, row in enumerate(flow.rows(plan)):
                 if index:
@@ -116,11 +124,13 @@ class Pipeline:
     # ---- one step on one host: the flow table's commands, run in order ------------------------------------
     def _step(self, stage: Stage, version: str | None = None) -> Work:
         """`version` None: the plan's version, going forward; else a revert to that release."""
+
         def work(host: Host) -> Result:
             state = self.hosts[host.name]
             res: Result | None = None
-            for command in flow.commands_for(stage, self.plan, host, current=state.previous, version=version,
-                                             stamp=self.stamp):
+            for command in flow.commands_for(
+                stage, self.plan, host, current=state.previous, version=version, stamp=self.stamp
+            ):
                 res = self._execute(host, command)
                 if not res.ok:
                     return res
@@ -130,6 +140,7 @@ class Pipeline:
             elif stage is Stage.SWITCH and version is None and self.plan.kind is Kind.DEPLOY:
                 state.switched = True
             return res
+
         return work
 
     def _execute(self, host: Host, command: Command) -> Result:
@@ -139,15 +150,21 @@ class Pipeline:
                 seen = health.wait_healthy(url, self.env.health, command.version, probe=self.pool.probe)
             else:
                 # one host failing its window ends every host's: the revert starts now, not when the window ends
-                seen = health.watch(url, self.env.health, command.version, self.env.verify_seconds,
-                                    stop=lambda: self.cancel_requested() or self._window_failed.is_set(),
-                                    probe=self.pool.probe)
+                seen = health.watch(
+                    url,
+                    self.env.health,
+                    command.version,
+                    self.env.verify_seconds,
+                    stop=lambda: self.cancel_requested() or self._window_failed.is_set(),
+                    probe=self.pool.probe,
+                )
                 if seen.ok and self.cancel_requested():
                     seen = health.Probe(False, "aborted by request during the verification window")
                 if not seen.ok:
                     self._window_failed.set()
-            return Result(host.name, command, 0 if seen.ok else 1, seen.detail if seen.ok else "",
-                          "" if seen.ok else seen.detail)
+            return Result(
+                host.name, command, 0 if seen.ok else 1, seen.detail if seen.ok else "", "" if seen.ok else seen.detail
+            )
         if command.op in (Stage.DRAIN, Stage.RESTORE):
             return self._balance(host, command)
         target = self.pool.get(self.env, host)
@@ -175,8 +192,12 @@ class Pipeline:
             self.traffic.drain(backend)
             state.drained = True
             if not self.traffic.wait_drained(backend, cfg.drain_timeout):
-                return Result(host.name, command, 1, stderr=f"still had requests in flight after "
-                                                            f"{cfg.drain_timeout:g}s (traffic.drain_timeout)")
+                return Result(
+                    host.name,
+                    command,
+                    1,
+                    stderr=f"still had requests in flight after {cfg.drain_timeout:g}s (traffic.drain_timeout)",
+                )
             return Result(host.name, command, 0, "drained")
         except TrafficError as exc:
             return Result(host.name, command, None, error=str(exc))
@@ -199,9 +220,14 @@ class Pipeline:
         if self.plan.kind is Kind.ROLLBACK or not switched:
             return Outcome(State.CANCELLED if isinstance(exc, Cancelled) else State.FAILED, stage, host, error)
         previous = {s.previous for s in switched}
-        self.events.emit(RollbackStarted(self.plan.deployment_id, reason=error,
-                                         hosts=tuple(s.host.name for s in switched),
-                                         to_version=previous.pop() if len(previous) == 1 else None))
+        self.events.emit(
+            RollbackStarted(
+                self.plan.deployment_id,
+                reason=error,
+                hosts=tuple(s.host.name for s in switched),
+                to_version=previous.pop() if len(previous) == 1 else None,
+            )
+        )
         state = State.ROLLED_BACK
         # the hosts already out of the balancer (the failed batch) first: they serve nobody until reverted
         for batch in self._revert_batches([s.host for s in sorted(switched, key=lambda s: not s.drained)]):
@@ -216,7 +242,7 @@ class Pipeline:
         if not self.env.traffic:
             return [hosts]
         size = self.env.strategy.batch_size
-        return [hosts[i:i + size] for i in range(0, len(hosts), size)]
+        return [hosts[i : i + size] for i in range(0, len(hosts), size)]
 
     def _revert(self, host: Host) -> Result:
         """Publishing again, with this host's previous release: the same steps, as one chain."""
@@ -245,8 +271,16 @@ class Pipeline:
             track = tracks[stage]
             if track.started is not None and not track.ended and track.done >= track.expected:
                 track.ended = True
-                self.events.emit(StageFinished(dep, stage=stage.value, host=None, ok=not track.failures,
-                                               seconds=time.monotonic() - track.started, error=track.summary(names)))
+                self.events.emit(
+                    StageFinished(
+                        dep,
+                        stage=stage.value,
+                        host=None,
+                        ok=not track.failures,
+                        seconds=time.monotonic() - track.started,
+                        error=track.summary(names),
+                    )
+                )
 
         def skip_from(index: int) -> None:  # under the lock: this host will not run steps[index:]
             for stage, _ in steps[index:]:
@@ -290,8 +324,17 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 - a bug in a stage must still be recorded and reverted
             res = Result(host.name, Command(stage, ""), None, error=f"internal error: {type(exc).__name__}: {exc}")
         output = res.stdout + ("\n" + res.stderr if res.stderr else "")
-        self.events.emit(StageFinished(dep, stage=stage.value, host=host.name, ok=res.ok,
-                                       seconds=time.monotonic() - h0, exit_code=res.exit_code,
-                                       excerpt=redact.excerpt(output), output=redact(output),
-                                       error="" if res.ok else redact(res.describe())))
+        self.events.emit(
+            StageFinished(
+                dep,
+                stage=stage.value,
+                host=host.name,
+                ok=res.ok,
+                seconds=time.monotonic() - h0,
+                exit_code=res.exit_code,
+                excerpt=redact.excerpt(output),
+                output=redact(output),
+                error="" if res.ok else redact(res.describe()),
+            )
+        )
         return res

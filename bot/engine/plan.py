@@ -41,15 +41,18 @@ class Plan:
         hosts = list(self.hosts)
         if self.env.strategy.kind == "rolling" and (self.kind is Kind.DEPLOY or self.env.traffic):
             size = self.env.strategy.batch_size
-            return [hosts[i:i + size] for i in range(0, len(hosts), size)]
+            return [hosts[i : i + size] for i in range(0, len(hosts), size)]
         return [hosts]
 
     def describe(self) -> list[str]:
         """The dry run: hosts, batches, then every phase of the flow table with the exact commands on the first
         host (the others differ only by their path and health URL). Callers redact before showing it."""
         env = self.env
-        lines = [f"{self.kind.value} {self.app} {self.version} to {env.name} ({env.strategy.kind}"
-                 + (f", batches of {env.strategy.batch_size}" if env.strategy.kind == "rolling" else "") + ")"]
+        lines = [
+            f"{self.kind.value} {self.app} {self.version} to {env.name} ({env.strategy.kind}"
+            + (f", batches of {env.strategy.batch_size}" if env.strategy.kind == "rolling" else "")
+            + ")"
+        ]
         if self.artifact:
             size = f"{self.artifact.size} bytes, " if self.artifact.size is not None else ""
             lines.append(f"artifact: {self.artifact.source} ({size}sha256 {self.artifact.sha256})")

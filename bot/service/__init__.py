@@ -1,13 +1,13 @@
 """Use cases, one module per business noun: what the CLI, the Slack handlers and the demo may ask of deploybot.
 
-    requests      /deploy and /rollback checked and recorded, the dry run, what follows a request
-    approvals     approve, reject, cancel, abort, expiry; the quorum starts the run
-    locks         one active deployment per environment, manual freezes
-    runs          an approved deployment executed through the lifecycle, stopped at a boundary when asked
-    leases        a process holds its deployments' locks through leases it renews
-    recovery      a deployment whose process stopped is taken over and left on a known version
-    environments  what runs where (read live), history, locks, approvals
-    lifecycle     the one table of state transitions, and what hangs off them (audit, lock, final event)
+requests      /deploy and /rollback checked and recorded, the dry run, what follows a request
+approvals     approve, reject, cancel, abort, expiry; the quorum starts the run
+locks         one active deployment per environment, manual freezes
+runs          an approved deployment executed through the lifecycle, stopped at a boundary when asked
+leases        a process holds its deployments' locks through leases it renews
+recovery      a deployment whose process stopped is taken over and left on a known version
+environments  what runs where (read live), history, locks, approvals
+lifecycle     the one table of state transitions, and what hangs off them (audit, lock, final event)
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ class DeployService:
     """The use cases over one config and store, wired once; front ends reach them by noun
     (`service.requests.deploy(...)`, `service.approvals.approve(...)`, `service.environments.status(...)`)."""
 
-    def __init__(self, config: Config, store: Store, pool=None, events: EventBus | None = None,
-                 leases: Leases | None = None):
+    def __init__(
+        self, config: Config, store: Store, pool=None, events: EventBus | None = None, leases: Leases | None = None
+    ):
         if pool is None:
             from bot.targets.pool import TargetPool
 
@@ -57,16 +58,18 @@ class DeployService:
 
     def deploy(self, env_name: str, version: str, actor: str, override_alarms: str = "") -> DeploymentRecord:
         """The operator path (CLI, scripts): recorded as asked by `actor`, the approval step skipped, run here."""
-        dep = self.requests.deploy(env_name, version, actor, skip_approval=True, meta={"via": "cli"},
-                                   override_alarms=override_alarms)
+        dep = self.requests.deploy(
+            env_name, version, actor, skip_approval=True, meta={"via": "cli"}, override_alarms=override_alarms
+        )
         return self.runs.run(dep.id)
 
-    def rollback(self, env_name: str, actor: str, version: str | None = None, *, reason: str = "",
-                 restore_db: bool = False) -> DeploymentRecord:
-        dep = self.requests.rollback(env_name, actor, version, reason=reason, restore_db=restore_db,
-                                     skip_approval=True, meta={"via": "cli"})
+    def rollback(
+        self, env_name: str, actor: str, version: str | None = None, *, reason: str = "", restore_db: bool = False
+    ) -> DeploymentRecord:
+        dep = self.requests.rollback(
+            env_name, actor, version, reason=reason, restore_db=restore_db, skip_approval=True, meta={"via": "cli"}
+        )
         return self.runs.run(dep.id)
 
 
-__all__ = ["DeployService", "Refused", "Busy", "ApprovalResult", "EnvironmentStatus", "HostStatus",
-           "RollbackOptions"]
+__all__ = ["DeployService", "Refused", "Busy", "ApprovalResult", "EnvironmentStatus", "HostStatus", "RollbackOptions"]

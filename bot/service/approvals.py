@@ -43,16 +43,38 @@ class Approvals(UseCases):
         dep = self._pending(deployment_id, actor, AuditAction.APPROVAL_REFUSED)
         env = self.config.environments[dep.environment]
         if not self.can_approve(dep.environment, actor, groups):
-            self.refuse(actor, AuditAction.APPROVAL_REFUSED, dep.environment, dep.version,
-                        f"only the approvers of {dep.environment} may approve", dep.id)
+            self.refuse(
+                actor,
+                AuditAction.APPROVAL_REFUSED,
+                dep.environment,
+                dep.version,
+                f"only the approvers of {dep.environment} may approve",
+                dep.id,
+            )
         if actor == dep.requested_by and not env.approval.allow_self_approval:
-            self.refuse(actor, AuditAction.APPROVAL_REFUSED, dep.environment, dep.version,
-                        "you cannot approve your own deploy", dep.id)
+            self.refuse(
+                actor,
+                AuditAction.APPROVAL_REFUSED,
+                dep.environment,
+                dep.version,
+                "you cannot approve your own deploy",
+                dep.id,
+            )
         if self.store.add_approval(dep.id, actor, "approve"):  # a repeat click counts once, but may retry the start
-            log.info("#%s approved by %s", dep.id, actor, extra={"deployment": dep.id, "actor": actor,
-                                                                 "environment": dep.environment})
-            self.store.audit(actor=actor, action=AuditAction.APPROVED, environment=dep.environment,
-                             version=dep.version, outcome="approve", deployment_id=dep.id)
+            log.info(
+                "#%s approved by %s",
+                dep.id,
+                actor,
+                extra={"deployment": dep.id, "actor": actor, "environment": dep.environment},
+            )
+            self.store.audit(
+                actor=actor,
+                action=AuditAction.APPROVED,
+                environment=dep.environment,
+                version=dep.version,
+                outcome="approve",
+                deployment_id=dep.id,
+            )
         count = len({a.approver for a in self.store.approvals(dep.id) if a.decision == "approve"})
         needed = env.approval.approvals_required
         if count < needed:
@@ -68,8 +90,14 @@ class Approvals(UseCases):
     def reject(self, deployment_id: int, actor: str, reason: str = "", groups: Iterable[str] = ()) -> DeploymentRecord:
         dep = self._pending(deployment_id, actor, AuditAction.REJECTION_REFUSED)
         if not self.can_approve(dep.environment, actor, groups):
-            self.refuse(actor, AuditAction.REJECTION_REFUSED, dep.environment, dep.version,
-                        f"only the approvers of {dep.environment} may reject", dep.id)
+            self.refuse(
+                actor,
+                AuditAction.REJECTION_REFUSED,
+                dep.environment,
+                dep.version,
+                f"only the approvers of {dep.environment} may reject",
+                dep.id,
+            )
         if self.store.add_approval(dep.id, actor, "reject", redact(reason)):
             self.lifecycle.fire(dep, Transition.REJECT, actor, error=reason, detail={"reason": reason})
         return self.deployment(dep.id)
@@ -78,8 +106,14 @@ class Approvals(UseCases):
         """Withdraw a request that has not started (the requester or an approver)."""
         dep = self.deployment(deployment_id)
         if not self.may_act_on(dep, actor, groups):
-            self.refuse(actor, AuditAction.CANCEL_REFUSED, dep.environment, dep.version,
-                        "only the requester or an approver may cancel", dep.id)
+            self.refuse(
+                actor,
+                AuditAction.CANCEL_REFUSED,
+                dep.environment,
+                dep.version,
+                "only the requester or an approver may cancel",
+                dep.id,
+            )
         self.lifecycle.fire(dep, Transition.CANCEL, actor)
         return self.deployment(dep.id)
 
@@ -87,14 +121,32 @@ class Approvals(UseCases):
         """Ask a running deployment to stop at the next stage boundary and roll back what switched."""
         dep = self.deployment(deployment_id)
         if not self.may_act_on(dep, actor, groups):
-            self.refuse(actor, AuditAction.ABORT_REFUSED, dep.environment, dep.version,
-                        "only the requester or an approver may abort", dep.id)
+            self.refuse(
+                actor,
+                AuditAction.ABORT_REFUSED,
+                dep.environment,
+                dep.version,
+                "only the requester or an approver may abort",
+                dep.id,
+            )
         if dep.state is not State.RUNNING:
-            self.refuse(actor, AuditAction.ABORT_REFUSED, dep.environment, dep.version,
-                        f"deployment #{dep.id} is {dep.state.words}, not running", dep.id)
+            self.refuse(
+                actor,
+                AuditAction.ABORT_REFUSED,
+                dep.environment,
+                dep.version,
+                f"deployment #{dep.id} is {dep.state.words}, not running",
+                dep.id,
+            )
         self.store.update_meta(dep.id, abort_requested_by=actor)
-        self.store.audit(actor=actor, action=AuditAction.ABORT_REQUESTED, environment=dep.environment,
-                         version=dep.version, outcome="aborting", deployment_id=dep.id)
+        self.store.audit(
+            actor=actor,
+            action=AuditAction.ABORT_REQUESTED,
+            environment=dep.environment,
+            version=dep.version,
+            outcome="aborting",
+            deployment_id=dep.id,
+        )
         return self.deployment(dep.id)
 
     def expire_stale(self, at: datetime | None = None) -> list[DeploymentRecord]:
@@ -114,15 +166,27 @@ class Approvals(UseCases):
         self.expire_stale()
         dep = self.deployment(deployment_id)
         if dep.state is not State.PENDING_APPROVAL:
-            self.refuse(actor, action, dep.environment, dep.version,
-                        f"deployment #{dep.id} is {dep.state.words}, not waiting for approval", dep.id)
+            self.refuse(
+                actor,
+                action,
+                dep.environment,
+                dep.version,
+                f"deployment #{dep.id} is {dep.state.words}, not waiting for approval",
+                dep.id,
+            )
         return dep
 
     def _recheck(self, dep: DeploymentRecord, actor: str) -> None:
         """At approval, what was shown must still hold: same hosts, artifact present, no lock."""
         env = self.config.environments[dep.environment]
         if dep.meta.get("hosts") != [h.name for h in self.hosts(env)]:
-            self.refuse(actor, AuditAction.APPROVAL_REFUSED, dep.environment, dep.version,
-                        "the hosts changed since this request was shown; ask for a new deploy", dep.id)
+            self.refuse(
+                actor,
+                AuditAction.APPROVAL_REFUSED,
+                dep.environment,
+                dep.version,
+                "the hosts changed since this request was shown; ask for a new deploy",
+                dep.id,
+            )
         self.requests.check_artifact(dep.environment, dep.version, actor, dep.id)
         self.locks.refuse_if_locked(dep.environment, dep.version, actor, deployment_id=dep.id)

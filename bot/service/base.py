@@ -62,8 +62,9 @@ class UseCases:
         except AWSError as exc:
             raise Refused(f"{env.name}: {redact(str(exc))}") from None
         if not found:
-            raise Refused(f"{env.name}: no running EC2 instance tagged {env.ec2.describe()} (with a "
-                          f"{env.ec2.address} address)")
+            raise Refused(
+                f"{env.name}: no running EC2 instance tagged {env.ec2.describe()} (with a {env.ec2.address} address)"
+            )
         return found
 
     def alarm_gate(self, env: Environment, override: str = ""):
@@ -90,8 +91,9 @@ class UseCases:
         try:
             return self.config.check_version(version)
         except InvalidVersion as exc:
-            self.refuse(actor, AuditAction.REFUSED, env, None, f"invalid version: {exc}",
-                        detail={"version": version[:80]})
+            self.refuse(
+                actor, AuditAction.REFUSED, env, None, f"invalid version: {exc}", detail={"version": version[:80]}
+            )
 
     def deployment(self, deployment_id: int) -> DeploymentRecord:
         try:
@@ -99,10 +101,29 @@ class UseCases:
         except KeyError:
             raise Refused(f"no deployment #{deployment_id}") from None
 
-    def refuse(self, actor: str, action: AuditAction, env: str | None, version: str | None, message: str,
-               deployment_id: int | None = None, detail: dict | None = None) -> NoReturn:
-        self.store.audit(actor=actor, action=action, environment=env, version=version, outcome="refused",
-                         deployment_id=deployment_id, detail={"reason": redact(message), **(detail or {})})
-        log.info("refused %s: %s", actor, message, extra={"deployment": deployment_id, "environment": env,
-                                                           "actor": actor, "action": str(action)})
+    def refuse(
+        self,
+        actor: str,
+        action: AuditAction,
+        env: str | None,
+        version: str | None,
+        message: str,
+        deployment_id: int | None = None,
+        detail: dict | None = None,
+    ) -> NoReturn:
+        self.store.audit(
+            actor=actor,
+            action=action,
+            environment=env,
+            version=version,
+            outcome="refused",
+            deployment_id=deployment_id,
+            detail={"reason": redact(message), **(detail or {})},
+        )
+        log.info(
+            "refused %s: %s",
+            actor,
+            message,
+            extra={"deployment": deployment_id, "environment": env, "actor": actor, "action": str(action)},
+        )
         raise Refused(redact(message))  # it reaches Slack and the terminal

@@ -34,13 +34,15 @@ class EnvironmentStatus:
 
     @property
     def drift(self) -> bool:
-        return len(self.versions) > 1 or (self.recorded_version is not None
-                                          and self.versions != {self.recorded_version})
+        return len(self.versions) > 1 or (
+            self.recorded_version is not None and self.versions != {self.recorded_version}
+        )
 
 
 @dataclass(frozen=True)
 class DeploymentLog:
     """One deployment whole, as its log page and `deploybot logs` show it."""
+
     deployment: DeploymentRecord
     approvals: list[ApprovalRecord]
     stages: list[str]  # the planned stages in flow order, then any other that ran (revert)
@@ -59,11 +61,17 @@ class Environments(UseCases):
         env = self.config.environments[env_name]
 
         def read(host: Host) -> HostStatus:
-            res = self.ctx.pool.get(env, host).run(commands.read_current(env.host_path(host),
-                                                                         timeout=env.ssh.connect_timeout + 10))
+            res = self.ctx.pool.get(env, host).run(
+                commands.read_current(env.host_path(host), timeout=env.ssh.connect_timeout + 10)
+            )
             answer = self.ctx.pool.probe(env.health_url(host), env.health, None, timeout=min(2.0, env.health.timeout))
-            return HostStatus(host.name, host.address, commands.parse_current(res.stdout) if res.ok else None,
-                              answer.version, "" if res.ok else redact(res.describe()))
+            return HostStatus(
+                host.name,
+                host.address,
+                commands.parse_current(res.stdout) if res.ok else None,
+                answer.version,
+                "" if res.ok else redact(res.describe()),
+            )
 
         return on_hosts(self.hosts(env), read, env.ssh.parallel)
 
@@ -75,9 +83,16 @@ class Environments(UseCases):
             history = self.store.list_deployments(name, limit=20)
             running = [d for d in history if d.state.is_active]
             finished = [d for d in history if d.state.is_final]
-            out.append(EnvironmentStatus(name, self.live_hosts(name), self.recorded_version(name),
-                                         finished[0] if finished else None, running[0] if running else None,
-                                         self.store.get_lock(name)))
+            out.append(
+                EnvironmentStatus(
+                    name,
+                    self.live_hosts(name),
+                    self.recorded_version(name),
+                    finished[0] if finished else None,
+                    running[0] if running else None,
+                    self.store.get_lock(name),
+                )
+            )
         return out
 
     def history(self, env_name: str | None = None, limit: int = 20) -> list[DeploymentRecord]:
@@ -117,8 +132,14 @@ class Environments(UseCases):
             runs[r.stage, r.host] = runs.get((r.stage, r.host), 0) + 1
             results.append((r, out, runs[r.stage, r.host]))
         results.sort(key=lambda x: (stages.index(x[0].stage), hosts.index(x[0].host) if x[0].host in hosts else -1))
-        return DeploymentLog(dep, self.store.approvals(deployment_id), stages, hosts, results,
-                             self.store.audit_events(deployment_id=deployment_id))
+        return DeploymentLog(
+            dep,
+            self.store.approvals(deployment_id),
+            stages,
+            hosts,
+            results,
+            self.store.audit_events(deployment_id=deployment_id),
+        )
 
     def _planned_stages(self, dep: DeploymentRecord) -> list[str]:
         """What the flow table plans for it under today's config (nothing, if its environment is gone)."""
@@ -127,6 +148,7 @@ class Environments(UseCases):
         env = self.config.environments.get(dep.environment)
         if env is None:
             return []
-        plan = Plan(dep.id, dep.app, env, dep.version, dep.kind, restore_db_from=dep.version if dep.restore_db
-                    else None)
+        plan = Plan(
+            dep.id, dep.app, env, dep.version, dep.kind, restore_db_from=dep.version if dep.restore_db else None
+        )
         return [stage.value for stage in plan.stages]

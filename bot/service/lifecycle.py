@@ -83,8 +83,16 @@ class Lifecycle:
         self.store = store
         self.events = events
 
-    def fire(self, dep: DeploymentRecord, transition: Transition, actor: str, *, detail: dict | None = None,
-             seconds: float = 0.0, **fields: object) -> DeploymentRecord | None:
+    def fire(
+        self,
+        dep: DeploymentRecord,
+        transition: Transition,
+        actor: str,
+        *,
+        detail: dict | None = None,
+        seconds: float = 0.0,
+        **fields: object,
+    ) -> DeploymentRecord | None:
         """Move `dep` along `transition`; the new record, or None when it was not in a source state (another
         process or click won, or it had already moved on)."""
         rule = TRANSITIONS[transition]
@@ -98,21 +106,48 @@ class Lifecycle:
         if not self.store.transition(dep.id, rule.sources, rule.target, **fields):
             return None
         after = self.store.get(dep.id)
-        log.info("deployment #%s %s: %s -> %s", dep.id, transition.value, dep.state.value, after.state.value,
-                 extra={"deployment": dep.id, "environment": dep.environment, "version": dep.version,
-                        "transition": transition.value, "state": after.state.value, "actor": actor})
+        log.info(
+            "deployment #%s %s: %s -> %s",
+            dep.id,
+            transition.value,
+            dep.state.value,
+            after.state.value,
+            extra={
+                "deployment": dep.id,
+                "environment": dep.environment,
+                "version": dep.version,
+                "transition": transition.value,
+                "state": after.state.value,
+                "actor": actor,
+            },
+        )
         if rule.target.is_final:
             self.store.release_lock(dep.environment, deployment_id=dep.id)
         ends_run = rule.target.is_final and rule.sources <= {R, RB}
-        action = rule.audit or (AuditAction.started(dep.kind) if started else
-                                AuditAction.finished(dep.kind) if ends_run else None)
+        action = rule.audit or (
+            AuditAction.started(dep.kind) if started else AuditAction.finished(dep.kind) if ends_run else None
+        )
         if action is not None:
-            self.store.audit(actor=actor, action=action, environment=dep.environment, version=dep.version,
-                             outcome=after.state.value, deployment_id=dep.id, detail=_clean(detail))
+            self.store.audit(
+                actor=actor,
+                action=action,
+                environment=dep.environment,
+                version=dep.version,
+                outcome=after.state.value,
+                deployment_id=dep.id,
+                detail=_clean(detail),
+            )
         if ends_run:
-            self.events.emit(DeploymentFinished(dep.id, state=after.state.value, seconds=seconds,
-                                                failed_stage=after.failed_stage, failed_host=after.failed_host,
-                                                error=after.error))
+            self.events.emit(
+                DeploymentFinished(
+                    dep.id,
+                    state=after.state.value,
+                    seconds=seconds,
+                    failed_stage=after.failed_stage,
+                    failed_host=after.failed_host,
+                    error=after.error,
+                )
+            )
         return after
 
 

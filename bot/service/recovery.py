@@ -32,7 +32,8 @@ class Recovery(UseCases):
         done = []
         for lock in self.store.expired_leases():
             if lock.deployment_id is None or not self.store.take_over_lease(
-                    lock.environment, lock.deployment_id, self.leases.owner, self.leases.ttl):
+                lock.environment, lock.deployment_id, self.leases.owner, self.leases.ttl
+            ):
                 continue  # renewed meanwhile, or another process won the take-over
             self.leases.holding(lock.deployment_id)
             try:
@@ -46,8 +47,13 @@ class Recovery(UseCases):
     def _take_over(self, dep: DeploymentRecord) -> DeploymentRecord:
         log.warning("deployment #%s (%s) lost its process; taking it over", dep.id, dep.state)
         if dep.state is State.APPROVED:
-            self.lifecycle.fire(dep, Transition.CANCEL, BOT, error=f"{STOPPED} before it started",
-                                detail={"reason": f"{STOPPED} before it started"})
+            self.lifecycle.fire(
+                dep,
+                Transition.CANCEL,
+                BOT,
+                error=f"{STOPPED} before it started",
+                detail={"reason": f"{STOPPED} before it started"},
+            )
             return self.deployment(dep.id)
         if not dep.state.is_active or dep.environment not in self.config.environments:
             self.store.release_lock(dep.environment, deployment_id=dep.id)
@@ -55,13 +61,20 @@ class Recovery(UseCases):
         self._stop_leftovers(dep)
         now = {h.name: h.release for h in self.environments.live_hosts(dep.environment)}
         before = self._previous_releases(dep)
-        switched = {h: before[h] for h, release in now.items()
-                    if dep.kind is Kind.DEPLOY and release == dep.version and before.get(h) not in (None, dep.version)}
-        stuck = [h for h, release in now.items() if dep.kind is Kind.DEPLOY and release == dep.version
-                 and h not in switched and before.get(h) != dep.version]
+        switched = {
+            h: before[h]
+            for h, release in now.items()
+            if dep.kind is Kind.DEPLOY and release == dep.version and before.get(h) not in (None, dep.version)
+        }
+        stuck = [
+            h
+            for h, release in now.items()
+            if dep.kind is Kind.DEPLOY and release == dep.version and h not in switched and before.get(h) != dep.version
+        ]
         if not switched and not stuck:
-            self.lifecycle.fire(dep, Transition.INTERRUPT, BOT, error=STOPPED,
-                                detail={"hosts_now": now, "stage": dep.meta.get("stage")})
+            self.lifecycle.fire(
+                dep, Transition.INTERRUPT, BOT, error=STOPPED, detail={"hosts_now": now, "stage": dep.meta.get("stage")}
+            )
             return self.deployment(dep.id)
         from bot.engine.pipeline import Pipeline
 
@@ -73,14 +86,22 @@ class Recovery(UseCases):
             outcome = Pipeline(self.plan_for(dep), self.ctx.pool, self.events).revert(switched, reason)
             reverted = outcome.state is State.ROLLED_BACK
             to = ", ".join(sorted(set(switched.values())))
-            said.append(f"hosts {', '.join(sorted(switched))} were reverted to {to}" if reverted
-                        else f"the revert failed: {outcome.error}")
+            said.append(
+                f"hosts {', '.join(sorted(switched))} were reverted to {to}"
+                if reverted
+                else f"the revert failed: {outcome.error}"
+            )
         if stuck:
             said.append(f"no previous release known for {', '.join(sorted(stuck))}: they stay on {dep.version}")
         error = f"{STOPPED}; " + "; ".join(said)
         ok = reverted and not stuck
-        self.lifecycle.fire(self.deployment(dep.id), Transition.REVERTED if ok else Transition.REVERT_FAILED, BOT,
-                            error=error, detail={"hosts_before": now, "reverted": switched, "error": error})
+        self.lifecycle.fire(
+            self.deployment(dep.id),
+            Transition.REVERTED if ok else Transition.REVERT_FAILED,
+            BOT,
+            error=error,
+            detail={"hosts_before": now, "reverted": switched, "error": error},
+        )
         return self.deployment(dep.id)
 
     def _stop_leftovers(self, dep: DeploymentRecord) -> None:
@@ -89,10 +110,12 @@ class Recovery(UseCases):
         from bot.targets.pool import on_hosts
 
         env = self.config.environments[dep.environment]
-        on_hosts(env.hosts, lambda h: self.ctx.pool.get(env, h).run(commands.stop_leftovers(dep.id)),
-                 env.ssh.parallel)
+        on_hosts(env.hosts, lambda h: self.ctx.pool.get(env, h).run(commands.stop_leftovers(dep.id)), env.ssh.parallel)
 
     def _previous_releases(self, dep: DeploymentRecord) -> dict[str, str | None]:
         """What each host ran before this deployment touched it: its preflight read `current`."""
-        return {s.host: commands.parse_current(s.excerpt) for s in self.store.stages(dep.id)
-                if s.stage == Stage.PREFLIGHT and s.ok and s.host}
+        return {
+            s.host: commands.parse_current(s.excerpt)
+            for s in self.store.stages(dep.id)
+            if s.stage == Stage.PREFLIGHT and s.ok and s.host
+        }

@@ -36,8 +36,17 @@ class Requests(UseCases):
         except ArtifactMissing as exc:
             self.refuse(actor, AuditAction.REFUSED, env_name, version, str(exc))
         expect_current = self.store.last_succeeded(env_name, before_id=deployment_id or None) is not None
-        return Plan(deployment_id, self.config.app.name, env, version, Kind.DEPLOY, artifact,
-                    expect_current=expect_current, hosts=tuple(hosts), shared_env=shared_env)
+        return Plan(
+            deployment_id,
+            self.config.app.name,
+            env,
+            version,
+            Kind.DEPLOY,
+            artifact,
+            expect_current=expect_current,
+            hosts=tuple(hosts),
+            shared_env=shared_env,
+        )
 
     def describe_plan(self, env_name: str, version: str, actor: str = "system") -> list[str]:
         """The dry run: hosts, phases and the exact commands, redacted (a configured command may hold a secret)."""
@@ -49,8 +58,16 @@ class Requests(UseCases):
             plan.shared_env.close()
         return [redact(line) for line in plan.describe()]
 
-    def deploy(self, env_name: str, version: str, actor: str, *, meta: dict | None = None,
-               skip_approval: bool = False, override_alarms: str = "") -> DeploymentRecord:
+    def deploy(
+        self,
+        env_name: str,
+        version: str,
+        actor: str,
+        *,
+        meta: dict | None = None,
+        skip_approval: bool = False,
+        override_alarms: str = "",
+    ) -> DeploymentRecord:
         """Check everything a deploy needs, then record it: pending approval, or approved (lock taken). An alarm in
         ALARM refuses it, unless `override_alarms` gives a reason (audited with the alarms it overrode)."""
         env = self.environment(env_name, actor)
@@ -65,9 +82,17 @@ class Requests(UseCases):
         hosts = self._host_names(env, version, actor)
         needs_approval = env.approval.enabled and not skip_approval
         override = {"override_alarms": redact(override_alarms.strip())} if override_alarms.strip() else {}
-        return self._record(Kind.DEPLOY, env_name, version, actor, needs_approval, {**(meta or {}), **override},
-                            hosts, previous_version=self.environments.recorded_version(env_name),
-                            detail={"hosts": hosts, "approval_needed": needs_approval, **(gate.detail if gate else {})})
+        return self._record(
+            Kind.DEPLOY,
+            env_name,
+            version,
+            actor,
+            needs_approval,
+            {**(meta or {}), **override},
+            hosts,
+            previous_version=self.environments.recorded_version(env_name),
+            detail={"hosts": hosts, "approval_needed": needs_approval, **(gate.detail if gate else {})},
+        )
 
     def _host_names(self, env, version: str, actor: str) -> list[str]:
         try:
@@ -75,28 +100,56 @@ class Requests(UseCases):
         except Refused as exc:
             self.refuse(actor, AuditAction.REFUSED, env.name, version, str(exc))
 
-    def rollback(self, env_name: str, actor: str, version: str | None = None, *, reason: str = "",
-                 restore_db: bool = False, meta: dict | None = None, skip_approval: bool = False) -> DeploymentRecord:
+    def rollback(
+        self,
+        env_name: str,
+        actor: str,
+        version: str | None = None,
+        *,
+        reason: str = "",
+        restore_db: bool = False,
+        meta: dict | None = None,
+        skip_approval: bool = False,
+    ) -> DeploymentRecord:
         """A rollback is a deployment of its own: to the previous good release, or a named one still on the hosts."""
         env = self.environment(env_name, actor)
         options = self.rollback_options(env_name)
         target = version if version is not None else options.previous_good
         if target is None:
-            self.refuse(actor, AuditAction.REFUSED, env_name, None,
-                        f"no previous good release of {env_name} to roll back to")
+            self.refuse(
+                actor, AuditAction.REFUSED, env_name, None, f"no previous good release of {env_name} to roll back to"
+            )
         target = self.check_version(env_name, target, actor)
         if not env.may_deploy(actor) and not skip_approval:
             self.refuse(actor, AuditAction.REFUSED, env_name, target, f"you are not allowed to roll back {env_name}")
         if restore_db and not env.backup.restore_commands:
-            self.refuse(actor, AuditAction.REFUSED, env_name, target,
-                        f"{env_name} has no backup.restore_commands: cannot restore the database")
+            self.refuse(
+                actor,
+                AuditAction.REFUSED,
+                env_name,
+                target,
+                f"{env_name} has no backup.restore_commands: cannot restore the database",
+            )
         self.locks.refuse_if_locked(env_name, target, actor)
         needs_approval = env.approval.enabled and env.approval.required_for_rollback and not skip_approval
-        return self._record(Kind.ROLLBACK, env_name, target, actor, needs_approval, meta,
-                            self._host_names(env, target, actor),
-                            previous_version=options.current, reason=redact(reason), restore_db=restore_db,
-                            detail={"reason": redact(reason), "restore_db": restore_db, "from": options.current,
-                                    "migrations_since": options.migrations_since})
+        return self._record(
+            Kind.ROLLBACK,
+            env_name,
+            target,
+            actor,
+            needs_approval,
+            meta,
+            self._host_names(env, target, actor),
+            previous_version=options.current,
+            reason=redact(reason),
+            restore_db=restore_db,
+            detail={
+                "reason": redact(reason),
+                "restore_db": restore_db,
+                "from": options.current,
+                "migrations_since": options.migrations_since,
+            },
+        )
 
     def proceed(self, deployment_id: int) -> DeploymentRecord:
         """What follows a recorded request, for every front end: one waiting for approval gets each host's current
@@ -119,9 +172,12 @@ class Requests(UseCases):
         previous = next((d for d in good if d.version != current), None)
         migrations = False
         if previous and self.config.environments[env_name].migrate:
-            migrations = any(s.stage == Stage.MIGRATE.value and s.ok
-                             for d in good if d.id > previous.id and d.kind is Kind.DEPLOY
-                             for s in self.store.stages(d.id))
+            migrations = any(
+                s.stage == Stage.MIGRATE.value and s.ok
+                for d in good
+                if d.id > previous.id and d.kind is Kind.DEPLOY
+                for s in self.store.stages(d.id)
+            )
         available = sorted({d.version for d in good if d.version != current})
         return RollbackOptions(env_name, current, previous.version if previous else None, available, migrations)
 
@@ -134,15 +190,38 @@ class Requests(UseCases):
         except ArtifactMissing as exc:
             self.refuse(actor, AuditAction.REFUSED, env_name, version, str(exc), deployment_id)
 
-    def _record(self, kind: Kind, env_name: str, version: str, actor: str, needs_approval: bool,
-                meta: dict | None, hosts: list[str], detail: dict, **fields) -> DeploymentRecord:
+    def _record(
+        self,
+        kind: Kind,
+        env_name: str,
+        version: str,
+        actor: str,
+        needs_approval: bool,
+        meta: dict | None,
+        hosts: list[str],
+        detail: dict,
+        **fields,
+    ) -> DeploymentRecord:
         dep = self.store.create_deployment(
-            app=self.config.app.name, environment=env_name, version=version, kind=kind, requested_by=actor,
+            app=self.config.app.name,
+            environment=env_name,
+            version=version,
+            kind=kind,
+            requested_by=actor,
             state=State.PENDING_APPROVAL if needs_approval else State.APPROVED,
-            meta={**(meta or {}), "hosts": hosts}, **fields)
+            meta={**(meta or {}), "hosts": hosts},
+            **fields,
+        )
         action = AuditAction.ROLLBACK_REQUESTED if kind is Kind.ROLLBACK else AuditAction.DEPLOY_REQUESTED
-        self.store.audit(actor=actor, action=action, environment=env_name, version=version, outcome=dep.state.value,
-                         deployment_id=dep.id, detail=detail)
+        self.store.audit(
+            actor=actor,
+            action=action,
+            environment=env_name,
+            version=version,
+            outcome=dep.state.value,
+            deployment_id=dep.id,
+            detail=detail,
+        )
         if not needs_approval:
             self.locks.take_for(dep)
         return self.deployment(dep.id)

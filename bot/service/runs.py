@@ -38,6 +38,7 @@ class Runs(UseCases):
     def start(self, deployment_id: int) -> None:
         """Run an approved deployment where the front end runs deployments. When there is no room, the deployment
         is cancelled (its lock released) and the requester is told to ask again."""
+
         def job() -> None:
             try:
                 self.run(deployment_id)
@@ -45,6 +46,7 @@ class Runs(UseCases):
                 log.info("deployment #%s not run: %s", deployment_id, exc)
             except Exception:
                 log.exception("deployment #%s crashed", deployment_id)
+
         try:
             self.launch(job)
         except Busy:
@@ -63,11 +65,15 @@ class Runs(UseCases):
             self.lifecycle.fire(dep, Transition.CANCEL, BOT, error=RESTARTING, detail={"reason": RESTARTING})
             raise Refused(RESTARTING)
         # the alarms are read again as the run starts: one may have fired since the request
-        gate = self.alarm_gate(self.config.environments[dep.environment], dep.meta.get("override_alarms", "")) \
-            if dep.kind is Kind.DEPLOY and dep.environment in self.config.environments else None
+        gate = (
+            self.alarm_gate(self.config.environments[dep.environment], dep.meta.get("override_alarms", ""))
+            if dep.kind is Kind.DEPLOY and dep.environment in self.config.environments
+            else None
+        )
         if gate and gate.refused:
-            self.lifecycle.fire(dep, Transition.CANCEL, BOT, error=gate.refusal,
-                                detail={"reason": gate.refusal, **gate.detail})
+            self.lifecycle.fire(
+                dep, Transition.CANCEL, BOT, error=gate.refusal, detail={"reason": gate.refusal, **gate.detail}
+            )
             raise Refused(gate.refusal)
         running = self.lifecycle.fire(dep, Transition.START, dep.requested_by, detail=gate.detail if gate else None)
         if running is None:
@@ -105,23 +111,39 @@ class Runs(UseCases):
         watch = gate.watch()
 
         def arm(event: Event) -> None:  # the verify stage as a whole starts and ends (revert's probes come after)
-            if isinstance(event, StageStarted | StageFinished) and event.deployment_id == dep.id \
-                    and event.stage == "verify" and event.host is None:
+            if (
+                isinstance(event, StageStarted | StageFinished)
+                and event.deployment_id == dep.id
+                and event.stage == "verify"
+                and event.host is None
+            ):
                 (watch.arm if isinstance(event, StageStarted) else watch.disarm)()
+
         return AlarmGatedFleet(self.ctx.pool, watch), watch, self.events.subscribe(arm)
 
     def _on_event(self, event: Event) -> None:
         """The engine reports an automatic rollback once, as an event; the lifecycle records it."""
         if isinstance(event, RollbackStarted) and event.deployment_id in self._running:
-            self.lifecycle.fire(self.deployment(event.deployment_id), Transition.REVERT, BOT,
-                                detail={"reason": event.reason, "hosts": list(event.hosts), "to": event.to_version})
+            self.lifecycle.fire(
+                self.deployment(event.deployment_id),
+                Transition.REVERT,
+                BOT,
+                detail={"reason": event.reason, "hosts": list(event.hosts), "to": event.to_version},
+            )
 
     def plan_for(self, dep: DeploymentRecord) -> Plan:
         if dep.kind is Kind.ROLLBACK:
             env = self.config.environments[dep.environment]
-            return Plan(dep.id, self.config.app.name, env, dep.version, Kind.ROLLBACK,
-                        restore_db_from=dep.version if dep.restore_db else None, hosts=tuple(self.hosts(env)),
-                        shared_env=self.shared_env(env))
+            return Plan(
+                dep.id,
+                self.config.app.name,
+                env,
+                dep.version,
+                Kind.ROLLBACK,
+                restore_db_from=dep.version if dep.restore_db else None,
+                hosts=tuple(self.hosts(env)),
+                shared_env=self.shared_env(env),
+            )
         return self.plan_deploy(dep.environment, dep.version, dep.requested_by, deployment_id=dep.id)
 
     def _finish(self, dep: DeploymentRecord, outcome, extra: dict | None = None, patience: float = 60.0) -> None:
@@ -144,16 +166,28 @@ class Runs(UseCases):
         current = self.deployment(dep.id)
         reverted = outcome.state in (State.ROLLED_BACK, State.ROLLBACK_FAILED)
         if reverted and current.state is State.RUNNING:  # the revert's own transition was lost (store down)
-            current = self.lifecycle.fire(current, Transition.REVERT, BOT, detail={
-                "reason": outcome.error, "hosts": outcome.reverted_hosts}) or self.deployment(dep.id)
+            current = self.lifecycle.fire(
+                current, Transition.REVERT, BOT, detail={"reason": outcome.error, "hosts": outcome.reverted_hosts}
+            ) or self.deployment(dep.id)
         if current.state is State.ROLLING_BACK:
             transition = Transition.REVERTED if outcome.state is State.ROLLED_BACK else Transition.REVERT_FAILED
         else:
             transition = ENDING.get(outcome.state, Transition.FAIL)
-        self.lifecycle.fire(current, transition, dep.requested_by, seconds=outcome.seconds,
-                            detail={"seconds": round(outcome.seconds, 3), "failed_stage": outcome.failed_stage,
-                                    "failed_host": outcome.failed_host, "error": redact(outcome.error)[:2000],
-                                    "reverted_hosts": outcome.reverted_hosts, **extra}, **fields)
+        self.lifecycle.fire(
+            current,
+            transition,
+            dep.requested_by,
+            seconds=outcome.seconds,
+            detail={
+                "seconds": round(outcome.seconds, 3),
+                "failed_stage": outcome.failed_stage,
+                "failed_host": outcome.failed_host,
+                "error": redact(outcome.error)[:2000],
+                "reverted_hosts": outcome.reverted_hosts,
+                **extra,
+            },
+            **fields,
+        )
 
     def _abort_flag(self, deployment_id: int, every: float = 0.5) -> Callable[[], bool]:
         """Whether the run must stop at the next boundary: this process is shutting down, another one took the
@@ -172,4 +206,5 @@ class Runs(UseCases):
                     except Exception as exc:  # noqa: BLE001 - the store restarting is no reason to stop a deploy
                         log.warning("abort flag of #%s unreadable (%s); asking again later", deployment_id, exc)
                 return seen["abort"]
+
         return requested

@@ -31,5 +31,13 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'bot.store' has no attribute {name!r}")
 
 
-__all__ = ["Store", "LockHeld", "DeploymentRecord", "StageRecord", "ApprovalRecord", "LockRecord", "AuditRecord",
-           "AuditVerification"]
+__all__ = [
+    "Store",
+    "LockHeld",
+    "DeploymentRecord",
+    "StageRecord",
+    "ApprovalRecord",
+    "LockRecord",
+    "AuditRecord",
+    "AuditVerification",
+]

@@ -25,8 +25,20 @@ from bot.store.models import AuditEvent, utc
 from bot.store.records import to_record
 
 GENESIS = "0" * 64
-EXPORT_FIELDS = ("id", "seq", "at", "actor", "action", "environment", "version", "outcome", "deployment_id", "detail",
-                 "prev_hash", "hash")
+EXPORT_FIELDS = (
+    "id",
+    "seq",
+    "at",
+    "actor",
+    "action",
+    "environment",
+    "version",
+    "outcome",
+    "deployment_id",
+    "detail",
+    "prev_hash",
+    "hash",
+)
 
 
 def iso(at: datetime) -> str:
@@ -39,12 +51,34 @@ def canonical_detail(detail: dict | None) -> dict:
     return json.loads(json.dumps(detail or {}, default=str, ensure_ascii=False))
 
 
-def row_hash(prev_hash: str, *, seq: int, at: datetime, actor: str, action: str, environment: str | None,
-             version: str | None, outcome: str | None, deployment_id: int | None, detail: dict) -> str:
+def row_hash(
+    prev_hash: str,
+    *,
+    seq: int,
+    at: datetime,
+    actor: str,
+    action: str,
+    environment: str | None,
+    version: str | None,
+    outcome: str | None,
+    deployment_id: int | None,
+    detail: dict,
+) -> str:
     body = json.dumps(
-        {"seq": seq, "at": iso(at), "actor": actor, "action": action, "environment": environment,
-         "version": version, "outcome": outcome, "deployment_id": deployment_id, "detail": detail},
-        sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+        {
+            "seq": seq,
+            "at": iso(at),
+            "actor": actor,
+            "action": action,
+            "environment": environment,
+            "version": version,
+            "outcome": outcome,
+            "deployment_id": deployment_id,
+            "detail": detail,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
     )
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
 
@@ -64,11 +98,22 @@ def verify_chain(rows: Iterable[Any]) -> tuple[int, list[str]]:
         if last_id is not None and row.id < last_id:
             problems.append(f"{where}: comes after row {last_id} in the chain but was inserted before it (reordered)")
         if row.prev_hash != prev_hash:
-            problems.append(f"{where}: prev_hash does not match the hash of the row before it "
-                            f"(a row before it was deleted, edited or reordered)")
-        recomputed = row_hash(row.prev_hash, seq=row.seq, at=row.at, actor=row.actor, action=row.action,
-                              environment=row.environment, version=row.version, outcome=row.outcome,
-                              deployment_id=row.deployment_id, detail=row.detail or {})
+            problems.append(
+                f"{where}: prev_hash does not match the hash of the row before it "
+                f"(a row before it was deleted, edited or reordered)"
+            )
+        recomputed = row_hash(
+            row.prev_hash,
+            seq=row.seq,
+            at=row.at,
+            actor=row.actor,
+            action=row.action,
+            environment=row.environment,
+            version=row.version,
+            outcome=row.outcome,
+            deployment_id=row.deployment_id,
+            detail=row.detail or {},
+        )
         if recomputed != row.hash:
             problems.append(f"{where}: content does not match its hash (edited)")
         prev_hash, expected_seq, last_id = row.hash, row.seq + 1, row.id
@@ -84,8 +129,17 @@ def _export_row(r: AuditRecord) -> dict[str, Any]:
 class AuditMixin:
     db: Database
 
-    def audit(self, *, actor: str, action: str, environment: str | None = None, version: str | None = None,
-              outcome: str | None = None, deployment_id: int | None = None, detail: dict | None = None) -> AuditRecord:
+    def audit(
+        self,
+        *,
+        actor: str,
+        action: str,
+        environment: str | None = None,
+        version: str | None = None,
+        outcome: str | None = None,
+        deployment_id: int | None = None,
+        detail: dict | None = None,
+    ) -> AuditRecord:
         """Append one event to the chain."""
         detail = canonical_detail(detail)
         with self.db.write() as s:
@@ -94,17 +148,38 @@ class AuditMixin:
             last = s.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)).first()
             seq, prev_hash = (last.seq + 1, last.hash) if last else (1, GENESIS)
             at = now()
-            digest = row_hash(prev_hash, seq=seq, at=at, actor=actor, action=action, environment=environment,
-                              version=version, outcome=outcome, deployment_id=deployment_id, detail=detail)
-            row = AuditEvent(seq=seq, at=at, actor=actor, action=action, environment=environment, version=version,
-                             outcome=outcome, deployment_id=deployment_id, detail=detail, prev_hash=prev_hash,
-                             hash=digest)
+            digest = row_hash(
+                prev_hash,
+                seq=seq,
+                at=at,
+                actor=actor,
+                action=action,
+                environment=environment,
+                version=version,
+                outcome=outcome,
+                deployment_id=deployment_id,
+                detail=detail,
+            )
+            row = AuditEvent(
+                seq=seq,
+                at=at,
+                actor=actor,
+                action=action,
+                environment=environment,
+                version=version,
+                outcome=outcome,
+                deployment_id=deployment_id,
+                detail=detail,
+                prev_hash=prev_hash,
+                hash=digest,
+            )
             s.add(row)
             s.flush()
             return to_record(AuditRecord, row)
 
-    def audit_events(self, *, environment: str | None = None, deployment_id: int | None = None,
-                     limit: int | None = None) -> list[AuditRecord]:
+    def audit_events(
+        self, *, environment: str | None = None, deployment_id: int | None = None, limit: int | None = None
+    ) -> list[AuditRecord]:
         """Oldest first; with a limit, the newest `limit` events (still oldest first)."""
         query = select(AuditEvent).order_by(AuditEvent.seq.desc())
         if environment is not None:
@@ -155,8 +230,16 @@ def parse_export_row(row: dict[str, Any]) -> AuditRecord:
 
     detail = row["detail"]
     return AuditRecord(
-        id=int(row["id"]), seq=int(row["seq"]), at=datetime.fromisoformat(row["at"]).astimezone(UTC),
-        actor=row["actor"], action=row["action"], environment=opt_str(row["environment"]),
-        version=opt_str(row["version"]), outcome=opt_str(row["outcome"]), deployment_id=opt_int(row["deployment_id"]),
-        detail=json.loads(detail) if isinstance(detail, str) else detail, prev_hash=row["prev_hash"], hash=row["hash"],
+        id=int(row["id"]),
+        seq=int(row["seq"]),
+        at=datetime.fromisoformat(row["at"]).astimezone(UTC),
+        actor=row["actor"],
+        action=row["action"],
+        environment=opt_str(row["environment"]),
+        version=opt_str(row["version"]),
+        outcome=opt_str(row["outcome"]),
+        deployment_id=opt_int(row["deployment_id"]),
+        detail=json.loads(detail) if isinstance(detail, str) else detail,
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
     )

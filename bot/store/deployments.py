@@ -46,13 +46,35 @@ def _require(session: Session, deployment_id: int, *, lock: bool = False) -> Dep
 class DeploymentsMixin:
     db: Database
 
-    def create_deployment(self, *, app: str, environment: str, version: str, kind: Kind, requested_by: str,
-                          state: State, previous_version: str | None = None, reason: str = "",
-                          restore_db: bool = False, meta: dict | None = None) -> DeploymentRecord:
+    def create_deployment(
+        self,
+        *,
+        app: str,
+        environment: str,
+        version: str,
+        kind: Kind,
+        requested_by: str,
+        state: State,
+        previous_version: str | None = None,
+        reason: str = "",
+        restore_db: bool = False,
+        meta: dict | None = None,
+    ) -> DeploymentRecord:
         with self.db.write() as s:
-            row = Deployment(app=app, environment=environment, version=version, kind=Kind(kind).value,
-                             state=State(state).value, requested_by=requested_by, previous_version=previous_version,
-                             reason=reason, restore_db=restore_db, meta=dict(meta or {}), created_at=now(), error="")
+            row = Deployment(
+                app=app,
+                environment=environment,
+                version=version,
+                kind=Kind(kind).value,
+                state=State(state).value,
+                requested_by=requested_by,
+                previous_version=previous_version,
+                reason=reason,
+                restore_db=restore_db,
+                meta=dict(meta or {}),
+                created_at=now(),
+                error="",
+            )
             s.add(row)
             s.flush()
             return to_record(DeploymentRecord, row)
@@ -85,8 +107,9 @@ class DeploymentsMixin:
             row = _require(s, deployment_id, lock=True)
             row.meta = {**(row.meta or {}), **meta}
 
-    def list_deployments(self, environment: str | None = None, states: Iterable[State] | None = None,
-                         limit: int = 20) -> list[DeploymentRecord]:
+    def list_deployments(
+        self, environment: str | None = None, states: Iterable[State] | None = None, limit: int = 20
+    ) -> list[DeploymentRecord]:
         """Newest first."""
         query = select(Deployment).order_by(Deployment.id.desc()).limit(limit)
         if environment is not None:
@@ -96,12 +119,16 @@ class DeploymentsMixin:
         with self.db.read() as s:
             return [to_record(DeploymentRecord, r) for r in s.scalars(query)]
 
-    def last_succeeded(self, environment: str, before_id: int | None = None,
-                       kind: Kind | None = None) -> DeploymentRecord | None:
+    def last_succeeded(
+        self, environment: str, before_id: int | None = None, kind: Kind | None = None
+    ) -> DeploymentRecord | None:
         """The newest succeeded deployment or rollback (optionally of one kind, optionally older than before_id)."""
-        query = (select(Deployment)
-                 .where(Deployment.environment == environment, Deployment.state == State.SUCCEEDED.value)
-                 .order_by(Deployment.id.desc()).limit(1))
+        query = (
+            select(Deployment)
+            .where(Deployment.environment == environment, Deployment.state == State.SUCCEEDED.value)
+            .order_by(Deployment.id.desc())
+            .limit(1)
+        )
         if before_id is not None:
             query = query.where(Deployment.id < before_id)
         if kind is not None:
@@ -110,15 +137,39 @@ class DeploymentsMixin:
             row = s.scalars(query).first()
             return to_record(DeploymentRecord, row) if row else None
 
-    def record_stage(self, deployment_id: int, *, stage: str, host: str | None, phase: str, started_at: datetime,
-                     ended_at: datetime, ok: bool, exit_code: int | None, excerpt: str, error: str,
-                     output: str = "") -> None:
+    def record_stage(
+        self,
+        deployment_id: int,
+        *,
+        stage: str,
+        host: str | None,
+        phase: str,
+        started_at: datetime,
+        ended_at: datetime,
+        ok: bool,
+        exit_code: int | None,
+        excerpt: str,
+        error: str,
+        output: str = "",
+    ) -> None:
         """`output` is the step's whole (already redacted) output; only its last OUTPUT_LIMIT bytes are kept."""
         with self.db.write() as s:
             _require(s, deployment_id)
-            s.add(StageResult(deployment_id=deployment_id, stage=stage, host=host, phase=phase,
-                              started_at=started_at, ended_at=ended_at, ok=ok, exit_code=exit_code,
-                              excerpt=excerpt, error=error, output=keep_tail(output)))
+            s.add(
+                StageResult(
+                    deployment_id=deployment_id,
+                    stage=stage,
+                    host=host,
+                    phase=phase,
+                    started_at=started_at,
+                    ended_at=ended_at,
+                    ok=ok,
+                    exit_code=exit_code,
+                    excerpt=excerpt,
+                    error=error,
+                    output=keep_tail(output),
+                )
+            )
 
     def stages(self, deployment_id: int) -> list[StageRecord]:
         """In the order they were recorded."""
@@ -139,8 +190,9 @@ class DeploymentsMixin:
         try:
             with self.db.write() as s:
                 _require(s, deployment_id)
-                s.add(Approval(deployment_id=deployment_id, approver=approver, decision=decision, reason=reason,
-                               at=now()))
+                s.add(
+                    Approval(deployment_id=deployment_id, approver=approver, decision=decision, reason=reason, at=now())
+                )
             return True
         except IntegrityError:
             return False

@@ -35,5 +35,5 @@ def normalize_url(url: str | None) -> str:
     url = url or os.environ.get("DATABASE_URL") or default_url()
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url

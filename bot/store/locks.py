@@ -20,9 +20,17 @@ LOCK_KINDS = ("deploy", "manual")
 class LocksMixin:
     db: Database
 
-    def acquire_lock(self, environment: str, *, holder: str, reason: str, kind: str = "deploy",
-                     deployment_id: int | None = None, owner: str | None = None,
-                     lease_seconds: float | None = None) -> LockRecord:
+    def acquire_lock(
+        self,
+        environment: str,
+        *,
+        holder: str,
+        reason: str,
+        kind: str = "deploy",
+        deployment_id: int | None = None,
+        owner: str | None = None,
+        lease_seconds: float | None = None,
+    ) -> LockRecord:
         """The lock, or LockHeld naming who holds it, since when and why. A deploy lock is taken with a lease:
         `owner` (a process) holds it for `lease_seconds` unless it renews."""
         if kind not in LOCK_KINDS:
@@ -31,9 +39,16 @@ class LocksMixin:
             try:
                 with self.db.write() as s:
                     at = now()
-                    row = Lock(environment=environment, holder=holder, reason=reason, kind=kind,
-                               deployment_id=deployment_id, acquired_at=at, owner=owner,
-                               expires_at=at + timedelta(seconds=lease_seconds) if lease_seconds else None)
+                    row = Lock(
+                        environment=environment,
+                        holder=holder,
+                        reason=reason,
+                        kind=kind,
+                        deployment_id=deployment_id,
+                        acquired_at=at,
+                        owner=owner,
+                        expires_at=at + timedelta(seconds=lease_seconds) if lease_seconds else None,
+                    )
                     s.add(row)
                     s.flush()
                     return to_record(LockRecord, row)
@@ -65,9 +80,12 @@ class LocksMixin:
     def renew_leases(self, owner: str, lease_seconds: float) -> set[int]:
         """Push back the expiry of every lease `owner` holds; the deployments whose locks it still holds."""
         with self.db.write() as s:
-            s.execute(update(Lock).where(Lock.owner == owner)
-                      .values(expires_at=now() + timedelta(seconds=lease_seconds))
-                      .execution_options(synchronize_session=False))
+            s.execute(
+                update(Lock)
+                .where(Lock.owner == owner)
+                .values(expires_at=now() + timedelta(seconds=lease_seconds))
+                .execution_options(synchronize_session=False)
+            )
             return {d for d in s.scalars(select(Lock.deployment_id).where(Lock.owner == owner)) if d is not None}
 
     def expired_leases(self) -> list[LockRecord]:
@@ -82,8 +100,14 @@ class LocksMixin:
         at = now()
         with self.db.write() as s:
             result = s.execute(
-                update(Lock).where(Lock.environment == environment, Lock.deployment_id == deployment_id,
-                                   Lock.kind == "deploy", or_(Lock.expires_at.is_(None), Lock.expires_at < at))
+                update(Lock)
+                .where(
+                    Lock.environment == environment,
+                    Lock.deployment_id == deployment_id,
+                    Lock.kind == "deploy",
+                    or_(Lock.expires_at.is_(None), Lock.expires_at < at),
+                )
                 .values(owner=owner, expires_at=at + timedelta(seconds=lease_seconds))
-                .execution_options(synchronize_session=False))
+                .execution_options(synchronize_session=False)
+            )
             return result.rowcount == 1

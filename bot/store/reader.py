@@ -34,9 +34,16 @@ def _time(value: str | None) -> datetime | None:
 
 def _deployment(row: sqlite3.Row) -> DeploymentRecord:
     values = dict(row)
-    return DeploymentRecord(**{**values, "kind": Kind(values["kind"]), "state": State(values["state"]),
-                               "restore_db": bool(values["restore_db"]), "meta": json.loads(values["meta"] or "{}"),
-                               **{k: _time(values[k]) for k in ("created_at", "started_at", "finished_at")}})
+    return DeploymentRecord(
+        **{
+            **values,
+            "kind": Kind(values["kind"]),
+            "state": State(values["state"]),
+            "restore_db": bool(values["restore_db"]),
+            "meta": json.loads(values["meta"] or "{}"),
+            **{k: _time(values[k]) for k in ("created_at", "started_at", "finished_at")},
+        }
+    )
 
 
 class SQLiteReader:
@@ -57,8 +64,9 @@ class SQLiteReader:
         if not at or at[0] != HEAD:
             raise Behind(f"schema at {at[0] if at else 'nothing'}, this code reads {HEAD}")
 
-    def list_deployments(self, environment: str | None = None, states: Iterable[State] | None = None,
-                         limit: int = 20) -> list[DeploymentRecord]:
+    def list_deployments(
+        self, environment: str | None = None, states: Iterable[State] | None = None, limit: int = 20
+    ) -> list[DeploymentRecord]:
         where, args = [], []
         if environment is not None:
             where.append("environment = ?")
@@ -76,8 +84,9 @@ class SQLiteReader:
             raise KeyError(f"no deployment #{deployment_id}")
         return _deployment(row)
 
-    def last_succeeded(self, environment: str, before_id: int | None = None,
-                       kind: Kind | None = None) -> DeploymentRecord | None:
+    def last_succeeded(
+        self, environment: str, before_id: int | None = None, kind: Kind | None = None
+    ) -> DeploymentRecord | None:
         query = f"SELECT {DEPLOYMENT} FROM deployments WHERE environment = ? AND state = ?"
         args: list = [environment, "succeeded"]
         if before_id is not None:
@@ -95,8 +104,10 @@ class SQLiteReader:
         return [self._lock(r) for r in self._db.execute(f"SELECT {LOCK} FROM locks ORDER BY environment")]
 
     def approvals(self, deployment_id: int) -> list[ApprovalRecord]:
-        rows = self._db.execute("SELECT deployment_id, approver, decision, reason, at FROM approvals "
-                                "WHERE deployment_id = ? ORDER BY id", (deployment_id,))
+        rows = self._db.execute(
+            "SELECT deployment_id, approver, decision, reason, at FROM approvals WHERE deployment_id = ? ORDER BY id",
+            (deployment_id,),
+        )
         return [ApprovalRecord(**{**dict(r), "at": _time(r["at"])}) for r in rows]
 
     def __getattr__(self, name: str) -> object:
@@ -117,8 +128,9 @@ class SQLiteReader:
     @staticmethod
     def _lock(row: sqlite3.Row) -> LockRecord:
         values = dict(row)
-        return LockRecord(**{**values, "acquired_at": _time(values["acquired_at"]),
-                             "expires_at": _time(values["expires_at"])})
+        return LockRecord(
+            **{**values, "acquired_at": _time(values["acquired_at"]), "expires_at": _time(values["expires_at"])}
+        )
 
 
 def open_store(read_only: bool = False):

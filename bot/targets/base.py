@@ -12,6 +12,7 @@ from typing import Protocol
 class Command:
     """One operation on a host: `op` names it (the stage, or `put`, `read_current`), `shell` is the exact text a
     shell runs (what --dry-run prints, redacted), `version` the release it concerns, if any."""
+
     op: str
     shell: str
     version: str | None = None

@@ -21,16 +21,23 @@ class LocalTarget:
 
     def run(self, command: Command) -> Result:
         timeout = command.timeout or self.command_timeout
-        proc = subprocess.Popen(["sh", "-c", command.shell, command.tag], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            ["sh", "-c", command.shell, command.tag],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:  # the command and everything it started, not just the shell
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()
-            return Result(self.name, command, None, out, err, error=f"{self.name}: command timed out after "
-                                                                      f"{timeout:g}s (stopped)")
+            return Result(
+                self.name, command, None, out, err, error=f"{self.name}: command timed out after {timeout:g}s (stopped)"
+            )
         return Result(self.name, command, proc.returncode, out, err)
 
     def put(self, local: Path, remote: str) -> Result:

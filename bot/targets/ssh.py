@@ -22,8 +22,10 @@ TIMED_OUT = (124, 137)  # what coreutils' timeout exits with when it stopped the
 def bounded(shell: str, seconds: float, tag: str = "deploybot") -> str:
     """`shell`, stopped by the host after `seconds` (its whole process group; processes an app start detaches
     with setsid live on), running under the name `tag`. Hosts without coreutils' timeout run it unbounded."""
-    return (f"S={shlex.quote(shell)}; if command -v timeout >/dev/null 2>&1; then exec timeout -k 5 {seconds:.0f} "
-            f'sh -c "$S" {tag}; else exec sh -c "$S" {tag}; fi')
+    return (
+        f"S={shlex.quote(shell)}; if command -v timeout >/dev/null 2>&1; then exec timeout -k 5 {seconds:.0f} "
+        f'sh -c "$S" {tag}; else exec sh -c "$S" {tag}; fi'
+    )
 
 
 class TargetError(RuntimeError):
@@ -44,15 +46,23 @@ class SSHTarget:
         with self._lock:
             if self._conn is not None and self._conn.is_connected:
                 return self._conn
-            connect_kwargs: dict = {"banner_timeout": self.options.connect_timeout,
-                                    "auth_timeout": self.options.connect_timeout,
-                                    "allow_agent": False, "look_for_keys": self.options.key_file is None}
+            connect_kwargs: dict = {
+                "banner_timeout": self.options.connect_timeout,
+                "auth_timeout": self.options.connect_timeout,
+                "allow_agent": False,
+                "look_for_keys": self.options.key_file is None,
+            }
             if self.options.key_file:
                 connect_kwargs["key_filename"] = str(self.options.key_file)
             config = FabricConfig(overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})
-            conn = Connection(self.host.address, user=self.host.user or "root", port=self.host.port,
-                              connect_timeout=self.options.connect_timeout,
-                              connect_kwargs=connect_kwargs, config=config)
+            conn = Connection(
+                self.host.address,
+                user=self.host.user or "root",
+                port=self.host.port,
+                connect_timeout=self.options.connect_timeout,
+                connect_kwargs=connect_kwargs,
+                config=config,
+            )
             if self.options.accept_unknown_hosts:
                 conn.client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
             else:
@@ -83,12 +93,24 @@ class SSHTarget:
             # for must not go on running there (without a terminal, sshd sends it no hangup when we disconnect)
             res = conn.run(bounded(command.shell, timeout, command.tag), timeout=timeout + 10, in_stream=False)
             if res.exited in TIMED_OUT:
-                return Result(self.name, command, None, res.stdout, res.stderr,
-                              error=f"{self.name}: command timed out after {timeout:.0f}s (stopped on the host)")
+                return Result(
+                    self.name,
+                    command,
+                    None,
+                    res.stdout,
+                    res.stderr,
+                    error=f"{self.name}: command timed out after {timeout:.0f}s (stopped on the host)",
+                )
             if res.exited == -1 and not conn.is_connected:  # the channel ended with no exit status
                 self.close()
-                return Result(self.name, command, None, res.stdout, res.stderr,
-                              error=f"{self.name}: connection lost: no answer for {self.options.dead_after:g}s")
+                return Result(
+                    self.name,
+                    command,
+                    None,
+                    res.stdout,
+                    res.stderr,
+                    error=f"{self.name}: connection lost: no answer for {self.options.dead_after:g}s",
+                )
             return Result(self.name, command, res.exited, res.stdout, res.stderr)
         except TargetError as exc:
             return Result(self.name, command, None, error=str(exc))
@@ -164,7 +186,11 @@ def _tune_socket(sock: socket.socket, seconds: float) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     half = max(1, int(seconds / 2))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for name, value in (("TCP_KEEPIDLE", half), ("TCP_KEEPINTVL", max(1, half // 3)), ("TCP_KEEPCNT", 3),
-                        ("TCP_USER_TIMEOUT", int(seconds * 1000))):
+    for name, value in (
+        ("TCP_KEEPIDLE", half),
+        ("TCP_KEEPINTVL", max(1, half // 3)),
+        ("TCP_KEEPCNT", 3),
+        ("TCP_USER_TIMEOUT", int(seconds * 1000)),
+    ):
         if hasattr(socket, name):  # Linux; elsewhere the OS defaults apply
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)

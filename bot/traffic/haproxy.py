@@ -59,12 +59,15 @@ class AdminSocket:
                 while chunk := sock.recv(65536):  # the API closes the connection after one answer
                     chunks.append(chunk)
         except TimeoutError:
-            raise TrafficError(f"HAProxy's admin socket {self.where} gave no answer within {self.timeout:g}s; "
-                               + HINT.format(where=self.where)) from None
+            raise TrafficError(
+                f"HAProxy's admin socket {self.where} gave no answer within {self.timeout:g}s; "
+                + HINT.format(where=self.where)
+            ) from None
         except OSError as exc:
             why = exc.strerror or type(exc).__name__
-            raise TrafficError(f"cannot reach HAProxy's admin socket {self.where} ({why.lower()}); "
-                               + HINT.format(where=self.where)) from None
+            raise TrafficError(
+                f"cannot reach HAProxy's admin socket {self.where} ({why.lower()}); " + HINT.format(where=self.where)
+            ) from None
         return b"".join(chunks).decode(errors="replace")
 
 
@@ -78,12 +81,16 @@ class RemoteAdminSocket:
         self._peer = f"UNIX-CONNECT:{address}" if tcp is None else f"TCP:{tcp[0]}:{tcp[1]}"
 
     def ask(self, command: str) -> str:
-        shell = (f"printf '%s\\n' {shlex.quote(command)} | "
-                 f"{self.socat} -t {self.timeout:g} -T {self.timeout:g} - {shlex.quote(self._peer)}")
+        shell = (
+            f"printf '%s\\n' {shlex.quote(command)} | "
+            f"{self.socat} -t {self.timeout:g} -T {self.timeout:g} - {shlex.quote(self._peer)}"
+        )
         res = self.target.run(Command("traffic", shell, timeout=self.timeout + 5))
         if not res.ok:
-            raise TrafficError(f"cannot reach HAProxy's admin socket {self.where}: {res.describe()}; "
-                               + HINT.format(where=self.address))
+            raise TrafficError(
+                f"cannot reach HAProxy's admin socket {self.where}: {res.describe()}; "
+                + HINT.format(where=self.address)
+            )
         return res.stdout
 
 
@@ -105,8 +112,14 @@ def _int(value: str | None) -> int:
 class HAProxyTraffic:
     """One HAProxy backend. A host is its server of the same name, else the server at the host's address:port."""
 
-    def __init__(self, socket: str | Socket, backend: str, hosts: Sequence[Backend] = (), drain_state: str = "drain",
-                 timeout: float = 5.0):
+    def __init__(
+        self,
+        socket: str | Socket,
+        backend: str,
+        hosts: Sequence[Backend] = (),
+        drain_state: str = "drain",
+        timeout: float = 5.0,
+    ):
         if drain_state not in ("drain", "maint"):
             raise ValueError("drain_state is drain (checks go on) or maint (checks stop too)")
         self.api: Socket = AdminSocket(socket, timeout) if isinstance(socket, str) else socket
@@ -119,8 +132,10 @@ class HAProxyTraffic:
             rows = self._servers()
             servers = [self._server_for(h, rows) for h in hosts]
             if not any(r["svname"] not in servers and _state(r["status"]) == READY for r in rows):
-                raise TrafficError(f"draining {names(hosts)} would leave HAProxy backend {self.backend} with no "
-                                   "server taking requests; nothing was changed")
+                raise TrafficError(
+                    f"draining {names(hosts)} would leave HAProxy backend {self.backend} with no "
+                    "server taking requests; nothing was changed"
+                )
             for server in servers:
                 self._set(server, self.drain_state)
 
@@ -135,13 +150,13 @@ class HAProxyTraffic:
         servers = [self._server_for(h, rows) for h in hosts]
         ready = [h.name for h, s in zip(hosts, servers, strict=True) if _state(self._row(rows, s)["status"]) == READY]
         if ready:
-            raise TrafficError(f"{', '.join(ready)} still take new requests in HAProxy backend {self.backend}: "
-                               "drain them first")
+            raise TrafficError(
+                f"{', '.join(ready)} still take new requests in HAProxy backend {self.backend}: drain them first"
+            )
 
         def idle() -> bool:
             now = self._servers()
-            return all(_int(self._row(now, s).get("scur")) + _int(self._row(now, s).get("qcur")) == 0
-                       for s in servers)
+            return all(_int(self._row(now, s).get("scur")) + _int(self._row(now, s).get("qcur")) == 0 for s in servers)
 
         return poll(idle, timeout, interval=0.05)
 
@@ -151,9 +166,13 @@ class HAProxyTraffic:
             host = self._host_for(row)
             name = host.name if host else row["svname"]
             out[name] = BackendStats(
-                name=name, state=_state(row["status"]), current=_int(row.get("scur")) + _int(row.get("qcur")),
-                requests=_int(row.get("req_tot") or row.get("stot")), errors_5xx=_int(row.get("hrsp_5xx")),
-                detail=f"{row['svname']} {row.get('addr', '')} {row['status']}".replace("  ", " "))
+                name=name,
+                state=_state(row["status"]),
+                current=_int(row.get("scur")) + _int(row.get("qcur")),
+                requests=_int(row.get("req_tot") or row.get("stot")),
+                errors_5xx=_int(row.get("hrsp_5xx")),
+                detail=f"{row['svname']} {row.get('addr', '')} {row['status']}".replace("  ", " "),
+            )
         return out
 
     # ---- the runtime API ----------------------------------------------------------------------------------
@@ -174,8 +193,10 @@ class HAProxyTraffic:
         mine = [r for r in rows if r.get("pxname") == self.backend]
         if not mine:
             known = sorted({r["pxname"] for r in rows if r.get("svname") == "BACKEND"})
-            raise TrafficError(f"HAProxy on {self.api.where} has no backend {self.backend!r} "
-                               f"(its backends: {', '.join(known) or 'none'})")
+            raise TrafficError(
+                f"HAProxy on {self.api.where} has no backend {self.backend!r} "
+                f"(its backends: {', '.join(known) or 'none'})"
+            )
         return [r for r in mine if r.get("svname") not in ("FRONTEND", "BACKEND")]
 
     def _row(self, rows: list[dict[str, str]], server: str) -> dict[str, str]:
@@ -192,9 +213,11 @@ class HAProxyTraffic:
             if row.get("addr") == host.endpoint:
                 return row["svname"]
         servers = ", ".join(f"{r['svname']} ({r.get('addr', '?')})" for r in rows) or "none"
-        raise TrafficError(f"{host.name} ({host.endpoint}) is not a server of HAProxy backend {self.backend}; "
-                           f"its servers: {servers}")
+        raise TrafficError(
+            f"{host.name} ({host.endpoint}) is not a server of HAProxy backend {self.backend}; its servers: {servers}"
+        )
 
     def _host_for(self, row: dict[str, str]) -> Backend | None:
-        return next((h for h in self.hosts if h.name == row["svname"]), None) or \
-            next((h for h in self.hosts if h.endpoint == row.get("addr")), None)
+        return next((h for h in self.hosts if h.name == row["svname"]), None) or next(
+            (h for h in self.hosts if h.endpoint == row.get("addr")), None
+        )

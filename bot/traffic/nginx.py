@@ -32,14 +32,14 @@ LOG_FORMAT = 'upstream_addr="$upstream_addr" upstream_status="$upstream_status"'
 SERVER = re.compile(r"(?m)^(?P<lead>[ \t]*server[ \t]+)(?P<addr>[^\s;]+)(?P<params>[^;\n]*);")
 MARK = "--deploybot-traffic--"
 # per upstream address: attempts and 5xx answers (mawk and gawk alike)
-COUNT = r'''{
+COUNT = r"""{
   if (!match($0, /upstream_addr="[^"]*"/)) next
   a = substr($0, RSTART + 15, RLENGTH - 16); s = ""
   if (match($0, /upstream_status="[^"]*"/)) s = substr($0, RSTART + 17, RLENGTH - 18)
   n = split(a, A, /, | : /); split(s, S, /, | : /)
   for (i = 1; i <= n; i++) if (A[i] != "-" && A[i] != "") { t[A[i]]++; if (S[i] ~ /^5/) e[A[i]]++ }
 }
-END { for (k in t) print k, t[k], e[k] + 0 }'''
+END { for (k in t) print k, t[k], e[k] + 0 }"""
 
 
 def _endpoint(addr: str) -> str:
@@ -66,9 +66,19 @@ def _mark(text: str, endpoints: set[str], down: bool) -> str:
 class NginxTraffic:
     """The app's upstream file on the balancer host, and nginx reloaded gracefully after each change."""
 
-    def __init__(self, target: Target, upstream_file: str, *, pid_file: str = "/run/nginx.pid",
-                 access_log: str | None = None, hosts: Sequence[Backend] = (), test_command: str = "nginx -t",
-                 reload_command: str = "nginx -s reload", reload_timeout: float = 10.0, timeout: float = 30.0):
+    def __init__(
+        self,
+        target: Target,
+        upstream_file: str,
+        *,
+        pid_file: str = "/run/nginx.pid",
+        access_log: str | None = None,
+        hosts: Sequence[Backend] = (),
+        test_command: str = "nginx -t",
+        reload_command: str = "nginx -s reload",
+        reload_timeout: float = 10.0,
+        timeout: float = 30.0,
+    ):
         self.target, self.file, self.pid_file, self.access_log = target, upstream_file, pid_file, access_log
         self.hosts, self.test_command, self.reload_command = list(hosts), test_command, reload_command
         self.reload_timeout, self.timeout = reload_timeout, timeout
@@ -81,8 +91,9 @@ class NginxTraffic:
             text = self._read()
             servers = self._servers(text, hosts)
             if all(_is_down(params) or ep in servers for ep, params in self._all(text)):
-                raise TrafficError(f"draining {names(hosts)} would leave no server taking requests in "
-                                   f"{self.file}; nothing was changed")
+                raise TrafficError(
+                    f"draining {names(hosts)} would leave no server taking requests in {self.file}; nothing was changed"
+                )
             self._apply(text, _mark(text, set(servers), down=True), f"drain {names(hosts)}")
 
     def restore(self, hosts: Sequence[Backend]) -> None:
@@ -115,11 +126,18 @@ class NginxTraffic:
         for endpoint, params in self._all(text):
             name = self._name(endpoint)
             total, errors = counts.pop(endpoint, (0, 0))
-            out[name] = BackendStats(name, DRAIN if _is_down(params) else READY, None, total if known else None,
-                                     errors if known else None, f"{endpoint}{params} in {self.file}")
+            out[name] = BackendStats(
+                name,
+                DRAIN if _is_down(params) else READY,
+                None,
+                total if known else None,
+                errors if known else None,
+                f"{endpoint}{params} in {self.file}",
+            )
         for endpoint, (total, errors) in counts.items():  # in the log, no longer in the file
-            out[self._name(endpoint)] = BackendStats(self._name(endpoint), DOWN, None, total, errors,
-                                                     f"{endpoint} not in {self.file}")
+            out[self._name(endpoint)] = BackendStats(
+                self._name(endpoint), DOWN, None, total, errors, f"{endpoint} not in {self.file}"
+            )
         return out
 
     # ---- the file and the reload --------------------------------------------------------------------------
@@ -140,8 +158,10 @@ class NginxTraffic:
         missing = [h for h in hosts if h.endpoint not in endpoints]
         if missing:
             listed = ", ".join(sorted(endpoints)) or "no server line"
-            raise TrafficError(f"{', '.join(f'{h.name} ({h.endpoint})' for h in missing)} not in {self.file} on "
-                               f"{self.target.name}: it has {listed}")
+            raise TrafficError(
+                f"{', '.join(f'{h.name} ({h.endpoint})' for h in missing)} not in {self.file} on "
+                f"{self.target.name}: it has {listed}"
+            )
         return {h.endpoint: h for h in hosts}
 
     def _name(self, endpoint: str) -> str:
@@ -152,26 +172,32 @@ class NginxTraffic:
         if new == old:
             return
         q = shlex.quote
-        shell = "\n".join([
-            f"master=$(cat -- {q(self.pid_file)} 2>/dev/null) && kill -0 \"$master\" 2>/dev/null || "
-            f"{{ echo 'nginx is not running (no live process in {self.pid_file})' >&2; exit 4; }}",
-            'echo "$master"; ps -e -o pid=,ppid=,args=',
-            f"echo {MARK}",
-            "tmp=$(mktemp) && old=$(mktemp) || exit 5",
-            f"cat -- {q(self.file)} > \"$old\" && printf '%s' {q(new)} > \"$tmp\" && cat \"$tmp\" > {q(self.file)}"
-            " || { rm -f \"$tmp\" \"$old\"; exit 5; }",
-            f"if ! out=$({self.test_command} 2>&1); then cat \"$old\" > {q(self.file)}; rm -f \"$tmp\" \"$old\"; "
-            "printf '%s\\n' \"$out\" >&2; exit 3; fi",
-            "rm -f \"$tmp\" \"$old\"",
-            f"{self.reload_command} 2>&1 || exit 6",
-        ])
+        shell = "\n".join(
+            [
+                f'master=$(cat -- {q(self.pid_file)} 2>/dev/null) && kill -0 "$master" 2>/dev/null || '
+                f"{{ echo 'nginx is not running (no live process in {self.pid_file})' >&2; exit 4; }}",
+                'echo "$master"; ps -e -o pid=,ppid=,args=',
+                f"echo {MARK}",
+                "tmp=$(mktemp) && old=$(mktemp) || exit 5",
+                f'cat -- {q(self.file)} > "$old" && printf \'%s\' {q(new)} > "$tmp" && cat "$tmp" > {q(self.file)}'
+                ' || { rm -f "$tmp" "$old"; exit 5; }',
+                f'if ! out=$({self.test_command} 2>&1); then cat "$old" > {q(self.file)}; rm -f "$tmp" "$old"; '
+                "printf '%s\\n' \"$out\" >&2; exit 3; fi",
+                'rm -f "$tmp" "$old"',
+                f"{self.reload_command} 2>&1 || exit 6",
+            ]
+        )
         res = self.target.run(Command("traffic", shell, timeout=self.timeout))
         if res.exit_code == 3:
-            raise TrafficError(f"nginx on {self.target.name}: `{self.test_command}` rejected {self.file} for "
-                               f"{what}; the file was put back as it was: {res.describe()}")
+            raise TrafficError(
+                f"nginx on {self.target.name}: `{self.test_command}` rejected {self.file} for "
+                f"{what}; the file was put back as it was: {res.describe()}"
+            )
         if res.exit_code == 6:
-            raise TrafficError(f"nginx on {self.target.name}: `{self.reload_command}` failed after {self.file} "
-                               f"was changed for {what}: {res.describe()}")
+            raise TrafficError(
+                f"nginx on {self.target.name}: `{self.reload_command}` failed after {self.file} "
+                f"was changed for {what}: {res.describe()}"
+            )
         if not res.ok:
             raise TrafficError(f"nginx on {self.target.name}: could not {what}: {res.describe()}")
         before = res.stdout.split(MARK)[0].splitlines()
@@ -184,9 +210,11 @@ class NginxTraffic:
             return bool(now) and not (old_workers & now)
 
         if not poll(reloaded, self.reload_timeout, interval=0.02):
-            raise TrafficError(f"nginx on {self.target.name} did not take up {self.file} within "
-                               f"{self.reload_timeout:g}s of the reload for {what} (workers from before it "
-                               f"still take requests); see nginx's error log")
+            raise TrafficError(
+                f"nginx on {self.target.name} did not take up {self.file} within "
+                f"{self.reload_timeout:g}s of the reload for {what} (workers from before it "
+                f"still take requests); see nginx's error log"
+            )
         self.last_reload_seconds = time.monotonic() - started
 
     def _master(self) -> int:
@@ -194,8 +222,7 @@ class NginxTraffic:
         try:
             return int(out.strip())
         except ValueError:
-            raise TrafficError(f"nginx on {self.target.name}: pid file {self.pid_file} holds {out.strip()!r}") \
-                from None
+            raise TrafficError(f"nginx on {self.target.name}: pid file {self.pid_file} holds {out.strip()!r}") from None
 
     def _workers(self, master: int, shutting: bool) -> set[int]:
         return self._parse_workers(master, self._run("ps -e -o pid=,ppid=,args=", "list nginx's workers"), shutting)
@@ -206,7 +233,11 @@ class NginxTraffic:
         found = set()
         for line in ps.splitlines():
             parts = line.split(None, 2)
-            if len(parts) == 3 and parts[1] == str(master) and "worker process" in parts[2] \
-                    and ("shutting down" in parts[2]) == shutting:
+            if (
+                len(parts) == 3
+                and parts[1] == str(master)
+                and "worker process" in parts[2]
+                and ("shutting down" in parts[2]) == shutting
+            ):
                 found.add(int(parts[0]))
         return found

@@ -17,5 +17,12 @@ def open_traffic(cfg: TrafficConfig, env, pool) -> Traffic:
         return HAProxyTraffic(where, cfg.backend, hosts, drain_state=cfg.drain_state)
     from bot.traffic.nginx import NginxTraffic
 
-    return NginxTraffic(target, cfg.upstream_file, pid_file=cfg.pid_file, access_log=cfg.access_log, hosts=hosts,
-                        test_command=cfg.test, reload_command=cfg.reload)
+    return NginxTraffic(
+        target,
+        cfg.upstream_file,
+        pid_file=cfg.pid_file,
+        access_log=cfg.access_log,
+        hosts=hosts,
+        test_command=cfg.test,
+        reload_command=cfg.reload,
+    )

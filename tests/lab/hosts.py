@@ -131,8 +131,21 @@ class LabHost:
         line = sshd.write_host_files(self.dir, self.address, client_public_key, wrapper, self.commands_log())
         here_mac, host_mac = (f"02:db:00:00:{self.index:02x}:{end:02x}" for end in (1, 2))
         sh("ip", "netns", "add", self.netns)
-        sh("ip", "link", "add", self.veth, "address", here_mac, "type", "veth",
-           "peer", "name", self.peer, "address", host_mac)
+        sh(
+            "ip",
+            "link",
+            "add",
+            self.veth,
+            "address",
+            here_mac,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            self.peer,
+            "address",
+            host_mac,
+        )
         sh("ip", "link", "set", self.peer, "netns", self.netns)
         sh("ip", "addr", "add", f"{self.gateway}/24", "dev", self.veth)
         sh("ip", "link", "set", self.veth, "up")
@@ -143,12 +156,32 @@ class LabHost:
         # Fixed neighbours both ways: no ARP, so a cut host always looks like a dead one (packets vanish, a
         # connect times out) instead of turning into "No route to host" once ARP gives up after ~3 s.
         sh("ip", "neigh", "replace", self.address, "lladdr", host_mac, "dev", self.veth, "nud", "permanent")
-        sh("ip", "-n", self.netns, "neigh", "replace", self.gateway, "lladdr", here_mac, "dev", self.peer,
-           "nud", "permanent")
+        sh(
+            "ip",
+            "-n",
+            self.netns,
+            "neigh",
+            "replace",
+            self.gateway,
+            "lladdr",
+            here_mac,
+            "dev",
+            self.peer,
+            "nud",
+            "permanent",
+        )
         self.mount_ns.touch()
         self.uts_ns.touch()
-        sh("unshare", f"--mount={self.mount_ns}", f"--uts={self.uts_ns}", "--propagation", "private", "sh", "-c",
-           f"hostname {self.name} && mount --bind {self.srv} /srv && mount --bind {self.home} /root")
+        sh(
+            "unshare",
+            f"--mount={self.mount_ns}",
+            f"--uts={self.uts_ns}",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            f"hostname {self.name} && mount --bind {self.srv} /srv && mount --bind {self.home} /root",
+        )
         self.commands_log().write_bytes(b"")
         self.sshd_log.write_bytes(b"")
         self._spawn_sshd()
@@ -173,9 +206,20 @@ class LabHost:
         (self.dir / "sshd.pid").unlink(missing_ok=True)
         with open(self.dir / "sshd.stderr", "ab") as err:
             self._sshd = subprocess.Popen(
-                [*self._nsenter(), "/usr/sbin/sshd", "-D", "-f", str(self.dir / "sshd_config"),
-                 "-E", str(self.sshd_log)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+                [
+                    *self._nsenter(),
+                    "/usr/sbin/sshd",
+                    "-D",
+                    "-f",
+                    str(self.dir / "sshd_config"),
+                    "-E",
+                    str(self.sshd_log),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+            )
 
     def _reap(self) -> None:
         if self._sshd is not None:
@@ -269,8 +313,15 @@ class LabHost:
     def run(self, command: str, check: bool = False, timeout: float = 60) -> subprocess.CompletedProcess:
         """Run `sh -c command` inside the host (its network, its /srv and /root) with an SSH-like environment.
         Not over SSH, so not recorded in commands()."""
-        return subprocess.run([*self._nsenter(), "sh", "-c", command], capture_output=True, text=True,
-                              check=check, timeout=timeout, env=HOST_ENV, cwd="/")
+        return subprocess.run(
+            [*self._nsenter(), "sh", "-c", command],
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
+            env=HOST_ENV,
+            cwd="/",
+        )
 
     def answering(self, port: int = 8000) -> str | None:
         """The version the sample app on this host reports on /health, or None when nothing answers."""
@@ -303,8 +354,11 @@ class LabHost:
         disk that fills up; it starts empty and is unmounted on exit, when what was under it shows again. Yields
         inside(path): `.srv` still shows the folder under it."""
         quoted = shlex.quote(path)
-        self.run(f"mkdir -p {quoted} && mount -t tmpfs -o size={int(size_mb * 1024)}k,mode=0755 "
-                 f"deploybot-small-disk {quoted}", check=True)
+        self.run(
+            f"mkdir -p {quoted} && mount -t tmpfs -o size={int(size_mb * 1024)}k,mode=0755 "
+            f"deploybot-small-disk {quoted}",
+            check=True,
+        )
         try:
             yield self.inside(path)
         finally:

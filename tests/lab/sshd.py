@@ -16,11 +16,11 @@ from tests.lab.system import sh
 
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 
-WRAPPER = r'''#!/bin/sh
+WRAPPER = r"""#!/bin/sh
 # Forced command: record what came in (NUL-separated: commands may hold newlines), then run it with sh.
 printf '%s\0' "$SSH_ORIGINAL_COMMAND" >> "$1"
 exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"
-'''
+"""
 
 CONFIG = """# deploybot test lab: one sshd per namespace host
 Port 22
@@ -65,8 +65,8 @@ def write_host_files(dir: Path, address: str, client_public_key: str, wrapper: P
     keygen(key)
     (dir / "sshd_config").write_text(CONFIG.format(address=address, dir=dir, sftp=SFTP_SERVER))
     (dir / "authorized_keys").write_text(
-        f'command="{wrapper} {log}",no-port-forwarding,no-agent-forwarding,no-X11-forwarding '
-        f"{client_public_key}\n")
+        f'command="{wrapper} {log}",no-port-forwarding,no-agent-forwarding,no-X11-forwarding {client_public_key}\n'
+    )
     kind, blob = (dir / "ssh_host_ed25519_key.pub").read_text().split()[:2]
     return f"{address} {kind} {blob}"
 

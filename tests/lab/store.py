@@ -23,7 +23,7 @@ class _Handler(SimpleHTTPRequestHandler):
     def send_head(self):
         if self.path.startswith(MOVED):
             self.send_response(302)
-            self.send_header("Location", self.path[len(MOVED) - 1:])
+            self.send_header("Location", self.path[len(MOVED) - 1 :])
             self.send_header("Content-Length", "0")
             self.end_headers()
             return None
@@ -41,8 +41,12 @@ class _Server(ThreadingHTTPServer):
 @contextmanager
 def artifact_store(folder: Path, address: str) -> Iterator[str]:
     """Serve `folder` on `address` (a free port) until the block ends; yields the base URL."""
-    proc = subprocess.Popen([sys.executable, "-u", "-m", "tests.lab.store", str(folder), address],
-                            stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "tests.lab.store", str(folder), address],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     try:
         url = proc.stdout.readline().strip()
         if not url.startswith("http://"):

@@ -14,8 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # What a command over SSH sees (sshd's compiled-in PATH): keeps pyenv shims and the caller's env out of run().
-HOST_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
-            "LANG": "C.UTF-8", "USER": "root", "LOGNAME": "root", "SHELL": "/bin/sh"}
+HOST_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/root",
+    "LANG": "C.UTF-8",
+    "USER": "root",
+    "LOGNAME": "root",
+    "SHELL": "/bin/sh",
+}
 TOOLS = ("ip", "nsenter", "unshare", "mount", "umount", "ssh-keygen", "/usr/sbin/sshd")
 
 
@@ -82,7 +88,7 @@ def proc(pid: int) -> Proc | None:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return None
-    comm = stat[stat.index("(") + 1: stat.rindex(")")]
+    comm = stat[stat.index("(") + 1 : stat.rindex(")")]
     state = stat[stat.rindex(")") + 2]
     return Proc(pid, state, comm, raw.replace(b"\0", b" ").decode(errors="replace").strip())
 
