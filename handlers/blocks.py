@@ -1,20 +1,51 @@
-"""Block Kit rendering: records and checklists in, Slack messages and views out. No I/O.
+"""The deployment message, one per deployment and redrawn whole at each state: the approval request, then the
+checklist of stages while it runs, then the outcome. No I/O.
 
-Everything user-supplied or produced on a host is escaped and passed through the redactor here, the one
-door to Slack, so a secret or a `<!channel>` in a version string can never reach a message.
+The handlers reach all of Block Kit through this module: the small parts and `esc`, the one door to Slack
+(handlers/block_kit.py), the status and history answers (handlers/status_blocks.py) and the modals
+(handlers/modals.py) are re-exported here.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from bot.config import Environment
 from bot.domain import ApprovalRecord, DeploymentRecord, Kind, State
-from bot.redact import redact
-from bot.service import EnvironmentStatus, RollbackOptions
+from handlers.block_kit import (
+    Blocks,
+    button,
+    confirm,
+    context,
+    deployment_title,
+    duration,
+    ephemeral,
+    esc,
+    section,
+    user,
+)
 from handlers.checklist import DONE, FAILED, PENDING, RUNNING, SKIPPED, Checklist
+from handlers.modals import reject_modal, rollback_modal
+from handlers.status_blocks import history_text, status_blocks
+
+__all__ = [
+    "Blocks",
+    "button",
+    "confirm",
+    "context",
+    "deployment_message",
+    "ephemeral",
+    "esc",
+    "history_text",
+    "log_link",
+    "reject_modal",
+    "rollback_modal",
+    "section",
+    "status_blocks",
+    "thread_text",
+    "user",
+]
 
 MARK = {
     DONE: ":white_check_mark:",
@@ -33,57 +64,6 @@ OUTCOME = {
     State.REJECTED: ":no_entry: Rejected",
     State.EXPIRED: ":hourglass: Expired",
 }
-Blocks = list[dict]
-
-
-def esc(text: object, limit: int = 2900) -> str:
-    """Redacted and escaped for mrkdwn; long text is cut (Slack's section limit is 3000)."""
-    out = redact(str(text)).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return out if len(out) <= limit else out[: limit - 1] + "…"
-
-
-def user(uid: str) -> str:
-    return f"<@{uid}>" if uid and uid[0] in "UW" and uid.isalnum() else esc(uid)
-
-
-def section(text: str) -> dict:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
-
-
-def context(text: str) -> dict:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
-
-
-def button(text: str, action_id: str, value: str, style: str | None = None, confirm: dict | None = None) -> dict:
-    b = {"type": "button", "text": {"type": "plain_text", "text": text}, "action_id": action_id, "value": value}
-    if style:
-        b["style"] = style
-    if confirm:
-        b["confirm"] = confirm
-    return b
-
-
-def confirm(title: str, text: str, yes: str, style: str = "danger") -> dict:
-    return {
-        "title": {"type": "plain_text", "text": title},
-        "text": {"type": "mrkdwn", "text": text},
-        "confirm": {"type": "plain_text", "text": yes},
-        "deny": {"type": "plain_text", "text": "Cancel"},
-        "style": style,
-    }
-
-
-def ephemeral(text: str) -> dict:
-    return {"response_type": "ephemeral", "text": text}
-
-
-def _secs(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
-def _title(dep: DeploymentRecord) -> str:
-    verb = "Roll back" if dep.kind is Kind.ROLLBACK else "Deploy"
-    return f"{verb} *{esc(dep.version)}* → *{esc(dep.environment)}* (#{dep.id})"
 
 
 # ---- the deployment message: request, progress, outcome ------------------------------------------------
@@ -108,7 +88,7 @@ def deployment_message(
     """One message per deployment, redrawn whole at each state: the approval request becomes the checklist.
     `link`: the deployment's log page, shown once it has started."""
     approvals = list(approvals)
-    head = f"{_title(dep)}\nRequested by {user(dep.requested_by)}"
+    head = f"{deployment_title(dep)}\nRequested by {user(dep.requested_by)}"
     if dep.reason:
         head += f": _{esc(dep.reason, 500)}_"
     blocks: Blocks = [section(head)]
@@ -249,143 +229,9 @@ def _hosts(c: Checklist) -> str:
 
 
 def _outcome(dep: DeploymentRecord) -> str:
-    text = f"*{OUTCOME.get(dep.state, dep.state.value)}* in {_secs(dep.seconds)}"
+    text = f"*{OUTCOME.get(dep.state, dep.state.value)}* in {duration(dep.seconds)}"
     if dep.failed_stage:
         text += f"\nFailed stage: *{esc(dep.failed_stage)}* on host *{esc(dep.failed_host or '-')}*"
     if dep.error and dep.state is not State.SUCCEEDED:
         text += f"\n```{esc(dep.error, 1500)}```"
     return text
-
-
-# ---- status, history ------------------------------------------------------------------------------------
-def status_blocks(statuses: list[EnvironmentStatus]) -> tuple[str, Blocks]:
-    blocks: Blocks = []
-    for st in statuses:
-        blocks.append(section(_status_text(st)))
-        blocks.append({"type": "divider"})
-    return "\n".join(_status_text(st) for st in statuses), blocks[:-1]
-
-
-def _status_text(st: EnvironmentStatus) -> str:
-    drift = " :warning: *drift*" if st.drift else ""
-    lines = [f"*{esc(st.environment)}*: {esc(st.recorded_version or 'nothing deployed yet')}{drift}"]
-    for h in st.hosts:
-        answer = f"answers {esc(h.answering)}" if h.answering else "no health answer"
-        lines.append(
-            f"• `{esc(h.name)}` current {esc(h.release or '-')}, {answer}"
-            + (f" ({esc(h.error, 200)})" if h.error else "")
-        )
-    if st.in_progress:
-        d = st.in_progress
-        stage = esc(d.meta.get("stage", "-"))
-        lines.append(
-            f":hourglass_flowing_sand: in progress: #{d.id} {d.kind.value} {esc(d.version)} by "
-            f"{user(d.requested_by)} ({d.state.value.replace('_', ' ')}, stage {stage})"
-        )
-    if st.last:
-        d = st.last
-        lines.append(
-            f"Last: #{d.id} {d.kind.value} {esc(d.version)} by {user(d.requested_by)} "
-            f"{_when(d.finished_at or d.created_at)}: {d.state.value.replace('_', ' ')}"
-        )
-    if st.lock:
-        lines.append(f":lock: locked by {user(st.lock.holder)}: {esc(st.lock.reason, 300)}")
-    return "\n".join(lines)
-
-
-def _when(at: datetime) -> str:
-    return f"<!date^{int(at.timestamp())}^{{date_short}} {{time}}|{at.astimezone(UTC):%Y-%m-%d %H:%M} UTC>"
-
-
-def history_text(rows: list[DeploymentRecord]) -> str:
-    if not rows:
-        return "No deployments yet."
-    lines = []
-    for d in rows:
-        tail = f" ({esc(d.failed_stage)} on {esc(d.failed_host or '-')})" if d.failed_stage else ""
-        lines.append(
-            f"#{d.id} {_when(d.created_at)} *{esc(d.environment)}* {d.kind.value} {esc(d.version)} "
-            f"{d.state.value.replace('_', ' ')} {_secs(d.seconds)} by {user(d.requested_by)}{tail}"
-        )
-    return "\n".join(lines)
-
-
-# ---- modals ---------------------------------------------------------------------------------------------
-def rollback_modal(options: RollbackOptions, channel: str, version: str | None = None) -> dict:
-    choices = list(dict.fromkeys([v for v in (version, options.previous_good) if v] + options.available))[:100]
-    initial = version or options.previous_good
-    select: dict = {
-        "type": "static_select",
-        "action_id": "version",
-        "options": [{"text": {"type": "plain_text", "text": v[:75]}, "value": v} for v in choices],
-    }
-    if initial:
-        select["initial_option"] = {"text": {"type": "plain_text", "text": initial[:75]}, "value": initial}
-    blocks: Blocks = [
-        section(f"Roll back *{esc(options.environment)}* from *{esc(options.current or 'unknown')}*."),
-        {
-            "type": "input",
-            "block_id": "version",
-            "label": {"type": "plain_text", "text": "Target version"},
-            "element": select,
-        },
-        {
-            "type": "input",
-            "block_id": "reason",
-            "label": {"type": "plain_text", "text": "Reason"},
-            "element": {"type": "plain_text_input", "action_id": "reason", "multiline": True, "max_length": 500},
-        },
-    ]
-    if options.migrations_since:
-        blocks.append(
-            section(
-                ":warning: The deploy being undone ran database migrations. The old release may "
-                "not work with the migrated schema; restoring the database backup loses the writes "
-                "made since."
-            )
-        )
-        blocks.append(
-            {
-                "type": "input",
-                "block_id": "restore_db",
-                "optional": True,
-                "label": {"type": "plain_text", "text": "Database"},
-                "element": {
-                    "type": "checkboxes",
-                    "action_id": "restore_db",
-                    "options": [
-                        {"text": {"type": "plain_text", "text": "Also restore the database backup"}, "value": "yes"}
-                    ],
-                },
-            }
-        )
-    return {
-        "type": "modal",
-        "callback_id": "rollback_submit",
-        "private_metadata": json.dumps({"env": options.environment, "channel": channel}),
-        "title": {"type": "plain_text", "text": "Roll back"},
-        "submit": {"type": "plain_text", "text": "Roll back"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": blocks,
-    }
-
-
-def reject_modal(dep: DeploymentRecord, channel: str) -> dict:
-    return {
-        "type": "modal",
-        "callback_id": "reject_submit",
-        "private_metadata": json.dumps({"deployment": dep.id, "channel": channel}),
-        "title": {"type": "plain_text", "text": "Reject deployment"},
-        "submit": {"type": "plain_text", "text": "Reject"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
-            section(f"Reject {_title(dep)} requested by {user(dep.requested_by)}?"),
-            {
-                "type": "input",
-                "block_id": "reason",
-                "optional": True,
-                "label": {"type": "plain_text", "text": "Reason (shown in the channel)"},
-                "element": {"type": "plain_text_input", "action_id": "reason", "max_length": 300},
-            },
-        ],
-    }

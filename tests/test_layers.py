@@ -9,8 +9,8 @@ Layers, lowest first; a module may import its own layer and the ones below, neve
     2 engine      bot.engine (flow table, plan, pipeline, commands, events)
     3 use cases   bot.service, bot.recorder
     4 Slack       handlers
-    5 fronts      bot.app, bot.web, bot.metrics, bot.cli, bot.init, bot.process, bot.demo, bot.console_progress,
-                  bot.logpage
+    5 fronts      bot.app, bot.web, bot.metrics, bot.cli (and bot.cli_*), bot.init (and bot.init_answers),
+                  bot.process, bot.demo, bot.console_progress, bot.logpage (and bot.logpage_html)
 """
 
 from __future__ import annotations
@@ -44,11 +44,17 @@ LAYERS = [
         "bot.web",
         "bot.metrics",
         "bot.cli",
+        "bot.cli_common",
+        "bot.cli_deploy",
+        "bot.cli_read",
+        "bot.cli_admin",
         "bot.init",
+        "bot.init_answers",
         "bot.process",
         "bot.demo",
         "bot.console_progress",
         "bot.logpage",
+        "bot.logpage_html",
     ),
 ]
 FORBIDDEN_IN_HANDLERS = ("bot.store", "bot.targets", "sqlalchemy", "alembic", "fabric", "paramiko", "invoke")
