@@ -22,6 +22,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -33,38 +35,85 @@ from bot.domain import State  # noqa: E402
 from bot.sampleapp import build_artifacts, write_shared_env  # noqa: E402
 from bot.service import DeployService  # noqa: E402
 from bot.store import Store  # noqa: E402
-from tests.balancers import HAProxy, Nginx, Reply, get  # noqa: E402
+from tests.balancers import HAProxy, Nginx  # noqa: E402
 from tests.lab.hosts import HostLab  # noqa: E402
 
 COMMAND = "python benchmarks/bench_zero_downtime.py"
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no http_proxy from the environment
 STRATEGIES = ("in-place", "rolling", "rolling-drain-haproxy", "rolling-drain-nginx")
+
+
+@dataclass(frozen=True)
+class Answer:
+    started: float
+    ok: bool  # a 2xx answer in time
+    seconds: float
+    version: str | None  # what the app said it runs ("sampleapp v1.1.0"), None without an answer
+
+
+def fetch(url: str) -> Answer:
+    started = time.monotonic()
+    try:
+        with _OPENER.open(url, timeout=10) as resp:
+            body = resp.read().decode(errors="replace").split()
+            ok, version = 200 <= resp.status < 300, body[1] if len(body) > 1 else None
+    except OSError:
+        ok, version = False, None
+    return Answer(started, ok, time.monotonic() - started, version)
+
+
+@dataclass
+class Window:
+    """One deploy or rollback: while it runs either version may answer; before and after, only one."""
+
+    started: float
+    ended: float
+    before: str
+    after: str
+
+
+def unexpected(answers: list[Answer], windows: list[Window]) -> int:
+    """Answers naming a version that should not be serving when the request started: a third version, or the
+    old one after the switch had finished (slow requests are judged by when they started)."""
+    count = 0
+    for a in answers:
+        if not a.ok:
+            continue
+        during = next((w for w in windows if w.started <= a.started <= w.ended), None)
+        if during:
+            allowed = {during.before, during.after}
+        else:
+            done = [w for w in windows if w.ended < a.started]
+            allowed = {done[-1].after if done else windows[0].before}
+        count += a.version not in allowed
+    return count
 
 
 class SteadyLoad:
     """About `rate` GETs a second from a few threads, plus one slow request every half second; bounded in time."""
 
-    def __init__(self, url: str, rate: int, max_seconds: float = 600):
+    def __init__(self, url: str, rate: int, max_seconds: float = 900):
         self.url, self.rate, self.deadline = url, rate, time.monotonic() + max_seconds
-        self.replies: list[Reply] = []
+        self.answers: list[Answer] = []
         self._lock, self._stop = threading.Lock(), threading.Event()
         self._threads = [threading.Thread(target=self._fast, args=(i,), daemon=True) for i in range(8)]
         self._threads.append(threading.Thread(target=self._slow, daemon=True))
 
-    def _keep(self, reply: Reply) -> None:
+    def _keep(self, answer: Answer) -> None:
         with self._lock:
-            self.replies.append(reply)
+            self.answers.append(answer)
 
     def _fast(self, index: int) -> None:
         every = 8 / self.rate
         nxt = time.monotonic() + index * every / 8
         while not self._stop.is_set() and time.monotonic() < self.deadline:
-            self._keep(get(self.url + "/"))
+            self._keep(fetch(self.url + "/"))
             nxt += every
             self._stop.wait(max(0.0, nxt - time.monotonic()))
 
     def _slow(self) -> None:
         while not self._stop.wait(0.5) and time.monotonic() < self.deadline:
-            threading.Thread(target=lambda: self._keep(get(self.url + "/slow?seconds=2")), daemon=True).start()
+            threading.Thread(target=lambda: self._keep(fetch(self.url + "/slow?seconds=2")), daemon=True).start()
 
     def __enter__(self) -> SteadyLoad:
         for t in self._threads:
@@ -107,7 +156,9 @@ def config(work: Path, lab: HostLab, hosts, artifacts: Path, strategy: str, lb) 
     return path
 
 
-def measure(lab: HostLab, hosts, artifacts: Path, strategy: str, cycles: int, rate: int, work: Path) -> dict:
+def measure(
+    lab: HostLab, hosts, artifacts: Path, strategy: str, cycles: int, rate: int, min_requests: int, work: Path
+) -> dict:
     for h in hosts:
         h.reset()
         write_shared_env(h.srv / "app" / "shared", {"PORT": "8000"})
@@ -122,27 +173,32 @@ def measure(lab: HostLab, hosts, artifacts: Path, strategy: str, cycles: int, ra
         load_config(config(work, lab, hosts, artifacts, strategy, lb)),
         Store(f"sqlite:///{work / f'{strategy}-{len(hosts)}.db'}"),
     )
-    deploys, rollbacks = [], []
+    deploys, rollbacks, windows = [], [], []
     try:
         assert svc.deploy("prod", "v1.0.0", "bench").state is State.SUCCEEDED
         time.sleep(1.5)  # the balancer's checks see every host up
         with SteadyLoad(lb.url, rate) as load:
-            for _ in range(cycles):
-                t0 = time.perf_counter()
-                dep = svc.deploy("prod", "v1.1.0", "bench")
-                deploys.append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                back = svc.rollback("prod", "bench", "v1.0.0")
-                rollbacks.append(time.perf_counter() - t0)
-                assert dep.state is State.SUCCEEDED and back.state is State.SUCCEEDED, (dep.error, back.error)
+            while len(deploys) < cycles or len(load.answers) < min_requests:
+                for target, kind in (("v1.1.0", "deploy"), ("v1.0.0", "rollback")):
+                    t0 = time.monotonic()
+                    if kind == "deploy":
+                        done = svc.deploy("prod", target, "bench")
+                    else:
+                        done = svc.rollback("prod", "bench", target)
+                    t1 = time.monotonic()
+                    assert done.state is State.SUCCEEDED, (kind, done.error)
+                    (deploys if kind == "deploy" else rollbacks).append(t1 - t0)
+                    windows.append(Window(t0, t1, "v1.0.0" if kind == "deploy" else "v1.1.0", target))
     finally:
         svc.pool.close()
         lb.stop()
-    replies = load.replies
-    ms = sorted((r.ended - r.started) * 1000 for r in replies if r.ok)
+    answers = load.answers
+    ms = sorted(a.seconds * 1000 for a in answers if a.ok)
     return {
-        "requests": len(replies),
-        "failed": sum(not r.ok for r in replies),
+        "requests": len(answers),
+        "failed": sum(not a.ok for a in answers),
+        "unexpected": unexpected(answers, windows),
+        "cycles": len(deploys),
         "p50": statistics.median(ms) if ms else 0,
         "p99": ms[int(len(ms) * 0.99) - 1] if ms else 0,
         "deploy": statistics.median(deploys),
@@ -153,7 +209,8 @@ def measure(lab: HostLab, hosts, artifacts: Path, strategy: str, cycles: int, ra
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hosts", default="5,20")
-    parser.add_argument("--cycles", type=int, default=3)
+    parser.add_argument("--cycles", type=int, default=5, help="at least this many deploy+rollback cycles")
+    parser.add_argument("--min-requests", type=int, default=20_000, help="...and more cycles until this many requests")
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     args = parser.parse_args()
@@ -168,22 +225,23 @@ def main() -> None:
             for n in counts:
                 for strategy in args.strategies.split(","):
                     print(f"{strategy}, {n} hosts ...", file=sys.stderr, flush=True)
-                    rows.append(
-                        (strategy, n, measure(lab, lab.hosts[:n], artifacts, strategy, args.cycles, args.rate, work))
-                    )
+                    hosts = lab.hosts[:n]
+                    result = measure(lab, hosts, artifacts, strategy, args.cycles, args.rate, args.min_requests, work)
+                    rows.append((strategy, n, result))
     finally:
         lab.stop()
     print(
-        f"\nRequests through the balancer during {args.cycles} deploy+rollback cycles, ~{args.rate} req/s "
-        f"plus a 2 s request every 0.5 s (`{COMMAND} --hosts {args.hosts} --cycles {args.cycles} "
+        f"\nRequests through the balancer during at least {args.cycles} deploy+rollback cycles and "
+        f"{args.min_requests:,} requests, ~{args.rate} req/s plus a 2 s request every 0.5 s\n"
+        f"(`{COMMAND} --hosts {args.hosts} --cycles {args.cycles} --min-requests {args.min_requests} "
         f"--rate {args.rate} --strategies {args.strategies}`)\n"
     )
-    print("| strategy | hosts | requests | failed | p50 ms | p99 ms | deploy s | rollback s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| strategy | hosts | cycles | requests | failed | wrong version | p50 ms | p99 ms | deploy s | rollback s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for strategy, n, r in rows:
         print(
-            f"| {strategy} | {n} | {r['requests']} | {r['failed']} | {r['p50']:.0f} | {r['p99']:.0f} | "
-            f"{r['deploy']:.2f} | {r['rollback']:.2f} |"
+            f"| {strategy} | {n} | {r['cycles']} | {r['requests']:,} | {r['failed']:,} | {r['unexpected']:,} | "
+            f"{r['p50']:.0f} | {r['p99']:.0f} | {r['deploy']:.2f} | {r['rollback']:.2f} |"
         )
     print()
     for strategy, n, r in rows:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 # Each command imports what it uses when it runs: --help loads only typer (plain help and tracebacks: rich costs
 # ~0.15 s a start, and its tracebacks print local variables, secrets among them). The commands live by what they do:
-# bot/cli_deploy.py changes what runs, bot/cli_read.py and bot/logpage.py read, bot/cli_admin.py keeps house;
-# running the bot itself (demo, serve) is here.
+# bot/cli_deploy.py changes what runs, bot/cli_read.py, bot/cli_backups.py and bot/logpage.py read, bot/cli_admin.py
+# keeps house; running the bot itself (demo, serve) is here.
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from bot import cli_admin, cli_deploy, cli_read, logpage
+from bot import cli_admin, cli_backups, cli_deploy, cli_read, logpage
 from bot.cli_common import ConfigOpt, read_config
 
 app = typer.Typer(no_args_is_help=True, help=__doc__, rich_markup_mode=None, pretty_exceptions_enable=False)
@@ -47,6 +47,7 @@ app.command()(cli_deploy.deploy)
 app.command()(cli_deploy.rollback)
 app.command()(cli_read.status)
 app.command()(cli_read.history)
+app.command()(cli_backups.backups)  # the backup sets on the hosts and in S3
 app.command("logs")(logpage.command)  # one deployment whole; defined beside its web page (bot/logpage.py)
 app.command()(cli_admin.lock)
 app.command()(cli_admin.unlock)

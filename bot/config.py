@@ -9,19 +9,15 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import (
-    BeforeValidator,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from bot.aws.config import Alarms, AWSSettings, EC2Hosts, SecretsSource, check_s3_location, is_s3
+from bot.aws.config import Alarms, AWSSettings, EC2Hosts, ECSService, SecretsSource, check_s3_location, is_s3
+from bot.aws.config import OffsiteBackups as _OffsiteBackups
+from bot.aws.config import ecs_target as _ecs_target
+from bot.gates_config import Gates, check_gates
 from bot.host import NAME as _NAME
 from bot.host import Host, SSHOptions, Strict
-from bot.traffic.config import TrafficConfig
+from bot.traffic.config import Strategy, TrafficConfig
 
 __all__ = ["Host", "SSHOptions"]  # part of the config, kept in bot/host.py
 
@@ -47,11 +43,6 @@ class InvalidVersion(ValueError):
     """A version text that must never reach a shell or a path."""
 
 
-class Strategy(Strict):
-    kind: Literal["in-place", "rolling"] = "in-place"
-    batch_size: int = Field(default=1, ge=1)
-
-
 class ApprovalPolicy(Strict):
     approvers: list[str] = Field(default_factory=list)  # Slack user IDs or usergroup IDs (S...)
     approvals_required: int = Field(default=1, ge=1, le=10)
@@ -64,7 +55,7 @@ class ApprovalPolicy(Strict):
         return bool(self.approvers)
 
 
-class Backup(Strict):
+class Backup(_OffsiteBackups):  # s3 and rds_snapshot: bot/aws/config.py
     release_archive: bool = True
     commands: list[str] = Field(default_factory=list)  # run with $BACKUP_DIR set, e.g. pg_dump > $BACKUP_DIR/db.sql
     restore_commands: list[str] = Field(default_factory=list)  # run with $BACKUP_DIR set, by rollback --restore-db
@@ -93,8 +84,10 @@ class Environment(Strict):
         default_factory=list
     )
     ec2: EC2Hosts | None = Field(default=None, alias="hosts.ec2")  # `hosts: {ec2: ...}`: found when planned
+    kind: Literal["ssh", "ecs"] = "ssh"  # ecs: one ECS service (its one pseudo-host), no hosts/path/restart
+    ecs: ECSService | None = None
     ssh: SSHOptions = SSHOptions()
-    path: str  # base path on each host; may use {name} and host vars
+    path: str | None = None  # base path on each host; may use {name} and host vars (required with kind ssh)
     strategy: Strategy = Strategy()
     traffic: TrafficConfig | None = None  # a balancer in front of the hosts: rolling batches are drained first
     deployers: list[str] = Field(default_factory=lambda: ["*"])  # Slack user IDs, or "*"
@@ -103,7 +96,10 @@ class Environment(Strict):
     backup: Backup = Backup()
     migrate: str | None = None
     migrate_on: Literal["first", "all"] = "first"
-    restart: str
+    # expand-contract: the old release works on the new schema; unchecked: confirm each zero-downtime migration
+    migrations: Literal["unchecked", "expand-contract"] = "unchecked"
+    gates: Gates = Gates()
+    restart: str | None = None  # required with kind ssh
     health: HealthCheck
     verify_seconds: float = Field(default=0.0, ge=0, le=3600)
     keep_releases: int = Field(default=5, ge=2, le=100)
@@ -124,7 +120,9 @@ class Environment(Strict):
 
     @field_validator("path")
     @classmethod
-    def _path(cls, v: str) -> str:
+    def _path(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         if not v.startswith("/"):
             raise ValueError("path must be absolute (start with /)")
         if ".." in v.split("/") or "//" in v or v.rstrip("/") in ("", "/"):
@@ -143,21 +141,29 @@ class Environment(Strict):
 
     @model_validator(mode="after")
     def _unique_hosts(self) -> Environment:
+        if self.kind == "ecs" or self.ecs is not None:
+            object.__setattr__(self, "hosts", [_ecs_target(self)])
+            return self
+        if self.path is None or self.restart is None:
+            raise ValueError("path and restart are required for hosts reached over SSH (kind: ecs has neither)")
         if not self.hosts and self.ec2 is None:
             raise ValueError("hosts: list at least one host, or {ec2: {tags: {...}}}")
         names = [h.name for h in self.hosts]
         if len(set(names)) != len(names):
             raise ValueError("host names must be unique within an environment")
+        check_gates(self.gates, self.strategy, self.traffic, self.hosts)
         return self
 
     def host_path(self, host: Host) -> str:
         try:
-            return self.path.format(**host.template_vars())
+            return self.path.format(**host.template_vars()) if self.path else ""
         except (KeyError, IndexError) as exc:
             raise ConfigError([f"environments.{self.name}.path: unknown placeholder {exc}"]) from None
 
-    def health_url(self, host: Host) -> str:
-        return self.health.url.format(**host.template_vars())
+    def health_url(self, host: Host, port: int | None = None) -> str:
+        """blue-green: {port} is the slot's port when a slot is checked, else the host's proxy (what users reach)."""
+        port = port or (self.strategy.proxy.port if self.strategy.proxy else None)
+        return self.health.url.format(**{**host.template_vars(), **({"port": port} if port else {})})
 
     def may_deploy(self, user: str) -> bool:
         return "*" in self.deployers or user in self.deployers
@@ -224,6 +230,10 @@ class Config(Strict):
             if not _NAME.match(name):
                 raise ValueError(f"environment name {name!r} must be letters, digits, `_.-`")
             object.__setattr__(env, "name", name)
+            if env.ecs is not None:
+                env.ecs.use(self.aws)
+            if env.traffic is not None:
+                env.traffic.use(self.aws)  # a target group is asked through AWS's API
         return self
 
     def environment(self, name: str) -> Environment:

@@ -10,21 +10,23 @@ from bot.aws.config import EC2_VARS, is_s3
 from bot.config import Config, Environment, is_url
 
 
-def _placeholders(template: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+def _placeholders(template: str | None) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template or "") if name}
 
 
 def problems(cfg: Config) -> list[str]:
     found: list[str] = []
     artifact = cfg.app.artifact
-    if not is_url(artifact) and not is_s3(artifact):
+    by_ssh = any(not e.ecs for e in cfg.environments.values())  # an ECS service never reads the artifact
+    if by_ssh and not is_url(artifact) and not is_s3(artifact):
         folder = Path(artifact.split("{version}")[0]).parent if "/" in artifact else Path(".")
         if not folder.is_dir():
             found.append(f"app.artifact: folder {folder} does not exist")
     for name, env in cfg.environments.items():
         at = f"environments.{name}"
+        found += _blue_green(env, at)
         if env.ec2 is not None:  # hosts found when planned: check the templates against what every one will have
-            known = {"host", "name", *EC2_VARS}
+            known = {"host", "name", *EC2_VARS, *_slot_vars(env)}
             for field, template in (("path", env.path), ("health.url", env.health.url)):
                 if _placeholders(template) - known:
                     found.append(
@@ -32,14 +34,14 @@ def problems(cfg: Config) -> list[str]:
                         f"defined for EC2 hosts (they have {', '.join(sorted(known))})"
                     )
         for i, host in enumerate(env.hosts):
-            known = set(host.template_vars())
+            known = set(host.template_vars()) | _slot_vars(env)
             for field, template in (("path", env.path), ("health.url", env.health.url)):
                 missing = _placeholders(template) - known
                 if missing:
                     found.append(
                         f"{at}.{field}: {{{', '.join(sorted(missing))}}} is not defined for hosts[{i}] ({host.name})"
                     )
-        remote = [h for h in env.hosts if not h.is_local] or env.ec2
+        remote = None if env.ecs else [h for h in env.hosts if not h.is_local] or env.ec2
         if remote and env.ssh.key_file and not Path(env.ssh.key_file).is_file():
             found.append(f"{at}.ssh.key_file: {env.ssh.key_file} does not exist")
         if remote and not env.ssh.accept_unknown_hosts:
@@ -49,10 +51,18 @@ def problems(cfg: Config) -> list[str]:
                     f"{at}.ssh.known_hosts: {known_hosts} does not exist (host keys are verified; "
                     "set ssh.accept_unknown_hosts: true to opt out)"
                 )
-        if env.traffic and (env.strategy.kind != "rolling" or env.strategy.batch_size >= len(env.hosts)):
+        if env.traffic and (  # EC2 hosts are known when planned (every balancer refuses to drain its last server)
+            env.strategy.kind not in ("rolling", "canary")
+            or (not env.ec2 and env.strategy.batch_size >= len(env.hosts))
+        ):
             found.append(
-                f"{at}.traffic: draining needs strategy rolling with batches smaller than the "
+                f"{at}.traffic: draining needs strategy rolling (or canary) with batches smaller than the "
                 f"{len(env.hosts)} hosts, so some always stay in service"
+            )
+        if env.gates.reads_balancer and env.traffic and env.traffic.balancer == "target-group":
+            found.append(
+                f"{at}.gates: a target group counts no requests or 5xx per target; gate on a CloudWatch alarm "
+                "over its HTTPCode_Target_5XX_Count (alarms:) instead of max_5xx / max_error_rate"
             )
         if env.strategy.kind == "rolling" and env.strategy.batch_size >= len(env.hosts) > 1:
             found.append(
@@ -73,9 +83,31 @@ def problems(cfg: Config) -> list[str]:
     return found
 
 
+def _slot_vars(env: Environment) -> set[str]:
+    """blue-green: {port} in the health URL is each slot's port (or the host's proxy's)."""
+    return {"port"} if env.strategy.kind == "blue-green" else set()
+
+
+def _blue_green(env: Environment, at: str) -> list[str]:
+    """What a blue-green environment needs beyond its own fields (those pydantic checks: two slots with distinct
+    ports, the proxy's file and its test and reload commands, a stop command or keep_old_slot)."""
+    if env.strategy.kind != "blue-green":
+        return []
+    found = []
+    if "port" not in _placeholders(env.health.url):
+        found.append(
+            f"{at}.health.url: blue-green checks each slot on its own port before traffic moves; put {{port}} "
+            "where the port goes (http://{host}:{port}/health)"
+        )
+    return found
+
+
 def _region(cfg: Config) -> list[str]:
     """EC2, CloudWatch and Secrets Manager need a region (S3 can do without); boto3 finds it without calling AWS."""
-    if not any(e.ec2 or e.alarms or e.secrets_manager for e in cfg.environments.values()) or cfg.aws.region:
+    needs = (
+        e.ec2 or e.alarms or e.secrets_manager or e.ecs or e.backup.rds_snapshot for e in cfg.environments.values()
+    )
+    if not (any(needs) or cfg.aws.metrics) or cfg.aws.region:
         return []
     import boto3
 
@@ -83,11 +115,13 @@ def _region(cfg: Config) -> list[str]:
         return []
     return [
         "aws.region: no AWS region is set (aws.region in deploy.yml, AWS_REGION or AWS_DEFAULT_REGION, or the "
-        "profile's region); EC2, CloudWatch and Secrets Manager need one"
+        "profile's region); EC2, ECS, CloudWatch, Secrets Manager and RDS need one"
     ]
 
 
 def _hosts(env: Environment) -> str:
+    if env.ecs:
+        return f"ECS service {env.ecs.service} in cluster {env.ecs.cluster}"
     return f"EC2 instances tagged {env.ec2.describe()}" if env.ec2 else f"{len(env.hosts)} hosts"
 
 

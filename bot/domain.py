@@ -73,6 +73,7 @@ class Stage(StrEnum):
     PREFLIGHT = "preflight"
     BACKUP = "backup"
     UPLOAD = "upload"
+    SNAPSHOT = "snapshot"  # an RDS snapshot of the database, taken from the bot before the migration
     MIGRATE = "migrate"
     RESTORE_DB = "restore_db"
     DRAIN = "drain"  # the balancer stops sending new requests to the host; those in flight finish
@@ -80,6 +81,9 @@ class Stage(StrEnum):
     RESTART = "restart"
     HEALTH = "health"
     RESTORE = "restore"  # the balancer sends requests to the host again
+    FLIP = "flip"  # blue-green: the host's proxy sends requests to the slot just checked; `current` follows it
+    RETIRE = "retire"  # blue-green: the old slot stops after the verification window (unless kept warm)
+    CANARY = "canary"  # the first batch serves alone for a while under the gates before the rest are published
     VERIFY = "verify"
     CLEANUP = "cleanup"
     REVERT = "revert"  # auto-rollback of the hosts that switched: publishing with each host's previous release

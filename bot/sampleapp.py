@@ -11,10 +11,12 @@ with an app built to fail in exactly one way. Each version gets a behaviour:
 - migrate_fails bin/migrate exits 1 with a message on stderr
 
 A host can also break one version by listing it in UNHEALTHY_VERSIONS in its shared/.env, which is how a
-host-specific misconfiguration looks.
+host-specific misconfiguration looks; listed in ERRORING_VERSIONS, the version's /health stays fine while every
+other page answers 500 (what only a canary's balancer gate catches).
 
 The engine runs bin/* from inside the release folder with APP_PATH, APP_SHARED, RELEASE_PATH and
-DEPLOY_VERSION set, plus everything in $APP_SHARED/.env (PORT, DATABASE_URL, ...).
+DEPLOY_VERSION set, plus everything in $APP_SHARED/.env (PORT, DATABASE_URL, ...); in a blue-green slot also
+APP_SLOT and that slot's PORT, so two copies run side by side, each with its own pid file.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ BEHAVIOUR = open(os.path.join(HERE, "BEHAVIOUR")).read().strip()
 if BEHAVIOUR == "crash":
     sys.exit(f"sampleapp {VERSION}: crashing on start, as this version was built to")
 BROKEN_HERE = VERSION in os.environ.get("UNHEALTHY_VERSIONS", "").split(",")
+ERRORING_HERE = VERSION in os.environ.get("ERRORING_VERSIONS", "").split(",")
 REPORTED = "__STALE__" if BEHAVIOUR == "old_version" else VERSION
 REASONS = {200: "OK", 500: "Internal Server Error"}
 HOST = socket.gethostname()
@@ -65,7 +68,8 @@ class Handler(socketserver.StreamRequestHandler):
                 body, code = {"status": "ok", "version": REPORTED, "host": HOST}, 200
             data, ctype = json.dumps(body).encode(), "application/json"
         else:
-            data, code, ctype = f"sampleapp {REPORTED}\n".encode(), 200, "text/plain"
+            code = 500 if ERRORING_HERE else 200
+            data, ctype = f"sampleapp {REPORTED}\n".encode(), "text/plain"
         head = (f"HTTP/1.0 {code} {REASONS[code]}\r\nContent-Type: {ctype}\r\nContent-Length: {len(data)}\r\n"
                 f"X-Served-By: {HOST}\r\nConnection: close\r\n\r\n")
         self.wfile.write(head.encode() + data)
@@ -97,11 +101,12 @@ print(f"sampleapp {VERSION} stopped after its requests in flight", flush=True)
 '''.replace("__STALE__", STALE_VERSION)
 
 STOP_SH = r"""#!/bin/sh
-# Stop the app whose pid is in $APP_SHARED/app.pid. Fast on purpose: a zombie (state Z) or a missing pid
-# counts as stopped, because init reaps late on these machines and waiting for kill -0 to fail wastes seconds.
+# Stop the app whose pid is in $APP_SHARED/app.pid (a blue-green slot's: app-$APP_SLOT.pid). Fast on purpose: a
+# zombie (state Z) or a missing pid counts as stopped, because init reaps late on these machines and waiting for
+# kill -0 to fail wastes seconds.
 here=$(cd "$(dirname "$0")/.." && pwd)
 shared="${APP_SHARED:-$here/shared}"
-pid=$(cat "$shared/app.pid" 2>/dev/null)
+pid=$(cat "$shared/app${APP_SLOT:+-$APP_SLOT}.pid" 2>/dev/null)
 case "$pid" in ''|*[!0-9]*) exit 0 ;; esac
 # only our app: a stale pid file must never kill whatever process got that pid since
 tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q 'app\.py' || exit 0
@@ -120,7 +125,8 @@ exit 0
 
 RESTART_SH = r"""#!/bin/sh
 # Stop the previous process, start this release detached, record its pid, return at once:
-# the deploy engine polls /health itself.
+# the deploy engine polls /health itself. In a blue-green slot ($APP_SLOT, with its $PORT) only that slot's
+# process is stopped and its pid goes to app-$APP_SLOT.pid: the other slot keeps serving.
 set -e
 here=$(cd "$(dirname "$0")/.." && pwd)
 shared="${APP_SHARED:-$here/shared}"
@@ -128,7 +134,7 @@ mkdir -p "$shared"
 sh "$here/bin/stop"
 cd "$here"
 setsid nohup python3 app.py >>"$shared/app.log" 2>&1 </dev/null &
-echo $! > "$shared/app.pid"
+echo $! > "$shared/app${APP_SLOT:+-$APP_SLOT}.pid"
 """
 
 MIGRATE_SH = r"""#!/bin/sh

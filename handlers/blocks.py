@@ -165,6 +165,10 @@ def _request(dep: DeploymentRecord, env: Environment | None, approvals: list[App
     if env:
         s = env.strategy
         fields.append(f"*Strategy*\n{s.kind}" + (f", batches of {s.batch_size}" if s.kind == "rolling" else ""))
+        if s.kind == "canary":
+            fields[-1] += (
+                f": {s.canary_hosts} for {s.canary_seconds:g}s under the gates, then batches of {s.batch_size}"
+            )
         needed = env.approval.approvals_required
         fields.append("*Approvers*\n" + ", ".join(_approver(a) for a in env.approval.approvers))
     got = sorted({a.approver for a in approvals if a.decision == "approve"})
@@ -172,6 +176,12 @@ def _request(dep: DeploymentRecord, env: Environment | None, approvals: list[App
     blocks: Blocks = [
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
         section("*Hosts*\n" + ("\n".join(lines) or "-")),
+        *([section(":warning: " + esc(dep.meta["migration_note"]))] if dep.meta.get("migration_note") else []),
+        *(
+            [section(":rotating_light: CloudWatch alarms overridden: " + esc(dep.meta["override_alarms"]))]
+            if dep.meta.get("override_alarms")
+            else []
+        ),
         context(
             f"Approvals: {len(got)}/{needed}"
             + (f" ({', '.join(user(a) for a in got)})" if got else "")

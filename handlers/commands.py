@@ -92,7 +92,12 @@ def _dry_run(bot: Bot, command: dict, args: DeployArgs) -> None:
 def _request_deploy(bot: Bot, command: dict, args: DeployArgs) -> None:
     try:
         dep = bot.service.requests.deploy(
-            args.env, args.version, command["user_id"], meta={"slack_channel": command["channel_id"]}
+            args.env,
+            args.version,
+            command["user_id"],
+            meta={"slack_channel": command["channel_id"]},
+            confirm_migration=args.confirm_migration,
+            override_alarms=args.override_alarms,
         )
     except Refused as exc:
         _reply(bot, command, f":no_entry: {exc}")

@@ -34,14 +34,18 @@ def rollback_modal(options: RollbackOptions, channel: str, version: str | None =
             "element": {"type": "plain_text_input", "action_id": "reason", "multiline": True, "max_length": 500},
         },
     ]
-    if options.migrations_since:
-        blocks.append(
-            section(
-                ":warning: The deploy being undone ran database migrations. The old release may "
-                "not work with the migrated schema; restoring the database backup loses the writes "
-                "made since."
+    snapshot = options.snapshot
+    if options.migrations_since or snapshot:
+        if options.migrations_since:
+            blocks.append(
+                section(
+                    ":warning: The deploy being undone ran database migrations. The old release may "
+                    "not work with the migrated schema; restoring the database backup loses the writes "
+                    "made since."
+                )
             )
-        )
+        if snapshot:
+            blocks.append(section(_snapshot_step(snapshot, options.previous_good)))
         blocks.append(
             {
                 "type": "input",
@@ -51,9 +55,7 @@ def rollback_modal(options: RollbackOptions, channel: str, version: str | None =
                 "element": {
                     "type": "checkboxes",
                     "action_id": "restore_db",
-                    "options": [
-                        {"text": {"type": "plain_text", "text": "Also restore the database backup"}, "value": "yes"}
-                    ],
+                    "options": [{"text": {"type": "plain_text", "text": _restore_label(snapshot)}, "value": "yes"}],
                 },
             }
         )
@@ -66,6 +68,20 @@ def rollback_modal(options: RollbackOptions, channel: str, version: str | None =
         "close": {"type": "plain_text", "text": "Cancel"},
         "blocks": blocks,
     }
+
+
+def _snapshot_step(snapshot: dict, version: str | None) -> str:
+    """The restore step of an RDS snapshot, said before anyone ticks it: it makes a new instance."""
+    return (
+        f":camera_with_flash: RDS snapshot `{esc(snapshot['snapshot'])}` of `{esc(snapshot['of'])}` was taken "
+        f"before the migration that followed *{esc(version or '?')}*. Restoring it creates a *new* DB instance "
+        f"`{esc(snapshot['instance'])}` (restore_db_instance_from_db_snapshot); `{esc(snapshot['of'])}` is left "
+        "as it is, and the app uses it until you point it at the new one."
+    )
+
+
+def _restore_label(snapshot: dict | None) -> str:
+    return "Also restore the database" + (" (the RDS snapshot, into a new instance)" if snapshot else " backup")
 
 
 def reject_modal(dep: DeploymentRecord, channel: str) -> dict:

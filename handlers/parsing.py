@@ -19,13 +19,19 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_TEXT = 500
 COMMANDS = ("/deploy", "/rollback")  # the slash commands the bot registers (and manifest*.yml lists)
+CONFIRM_MIGRATION = ("confirm-migration", "--confirm-migration")
+OVERRIDE_ALARMS = ("override-alarms", "--override-alarms")  # the rest of the text is the reason
+MAX_REASON = 200
 SUBCOMMANDS = ("status", "history", "lock", "unlock", "help")  # first words of `/deploy` that are not an ENV
 HELP_WORDS = ("help", "-h", "--help")
 INVITE = "Invite @deploybot to the channel first (`/invite @deploybot`): it posts approval requests and progress there."
 
 USAGE = {
-    "/deploy": "`/deploy ENV VERSION [--dry-run]`: ask to deploy VERSION to ENV (approvers are asked in the "
-    "channel). `--dry-run` shows the plan; nothing runs. Example: `/deploy prod v1.4.2`",
+    "/deploy": "`/deploy ENV VERSION [--dry-run] [confirm-migration] [override-alarms REASON]`: ask to deploy "
+    "VERSION to ENV (approvers are asked in the channel). `--dry-run` shows the plan; nothing runs. "
+    "`confirm-migration`: the old release works on the new schema (asked where a migration runs while it keeps "
+    "serving). `override-alarms REASON` (last): start although a CloudWatch alarm fires; the reason is audited. "
+    "Example: `/deploy prod v1.4.2`",
     "/deploy status": "`/deploy status [ENV]`: what each host runs now (read live), the last and the running "
     "deployment, locks.",
     "/deploy history": "`/deploy history [ENV]`: recent deployments, newest first.",
@@ -77,8 +83,17 @@ class DeployArgs(Args):
     env: str
     version: str  # validated by the service (audited refusal), never here
     dry_run: bool = False
+    confirm_migration: bool = False  # the requester checked that the old release survives the new schema
+    override_alarms: str = ""  # a reason to start although an alarm fires (audited, redacted)
 
     _check_env = field_validator("env")(classmethod(lambda cls, v: _env(v)))
+
+    @field_validator("override_alarms")
+    @classmethod
+    def _reason(cls, v: str) -> str:
+        if len(v) > MAX_REASON or not v.isprintable():
+            raise ValueError(f"the override reason must be plain text of at most {MAX_REASON} characters")
+        return v
 
 
 class RollbackArgs(Args):
@@ -154,14 +169,29 @@ def _deploy(words: list[str]) -> Args:
         return _subcommand(f"/deploy {first}", words[1:])
     if first == "--":  # an environment named like a subcommand
         words = words[1:]
+    override = ""
+    at = next((i for i, w in enumerate(words) if w.lower() in OVERRIDE_ALARMS), None)
+    if at is not None:  # `override-alarms REASON`: every word after it is the reason
+        words, override = words[:at], " ".join(words[at + 1 :]).strip("\"'“”‘’ ")
+        if not override:
+            raise UsageError("/deploy", "override-alarms needs a reason: `/deploy prod v1.4.2 override-alarms hotfix`")
     dry_run = "--dry-run" in words
-    words = [w for w in words if w != "--dry-run"]
+    confirm = any(w.lower() in CONFIRM_MIGRATION for w in words)
+    words = [w for w in words if w != "--dry-run" and w.lower() not in CONFIRM_MIGRATION]
     if len(words) != 2:
         raise UsageError(
             "/deploy",
             "I need an environment and a version." if len(words) < 2 else "Too many words: a version is one word.",
         )
-    return _build("/deploy", DeployArgs, env=words[0], version=words[1], dry_run=dry_run)
+    return _build(
+        "/deploy",
+        DeployArgs,
+        env=words[0],
+        version=words[1],
+        dry_run=dry_run,
+        confirm_migration=confirm,
+        override_alarms=override,
+    )
 
 
 def _subcommand(name: str, words: list[str]) -> Args:

@@ -97,6 +97,7 @@ def make_config(tmp_path, lab, artifacts) -> Callable[..., Path]:
             "path": APP_PATH,
             "restart": "bin/restart",
             "migrate": "bin/migrate",
+            "migrations": "expand-contract",  # the sample app's migration only adds: the old release survives it
             "health": {"url": "http://{host}:8000/health", "timeout": 5, "interval": 0.1},
             "required_env": ["DATABASE_URL"],
             "verify_seconds": 0.5,

@@ -36,6 +36,7 @@ COMMANDS = {
     "rollback",
     "status",
     "history",
+    "backups",
     "logs",
     "lock",
     "unlock",
@@ -206,7 +207,7 @@ def test_status_and_history_json_after_real_deploys(workspace, cli):
     assert cli("deploy", "prod", "v1.1.0", "--yes", config=workspace).returncode == 0
     assert cli("lock", "prod", "--reason", "release freeze", config=workspace).returncode == 0
 
-    res = cli("status", "--json", config=workspace)
+    res = cli("status", "prod", "--json", config=workspace)  # the demo workspace has more environments
     assert res.returncode == 0, res.stderr
     [prod] = json.loads(res.stdout)
     assert set(prod) == {"environment", "recorded_version", "drift", "lock", "in_progress", "last", "hosts"}

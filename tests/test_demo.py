@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,8 +30,15 @@ def test_demo_tells_the_whole_story_and_exits_zero(tmp_path):
     # it reads as a chat, not as markup: mrkdwn rendered, the automatic rollback credited to the bot
     assert "`" not in out and "*Succeeded*" not in out and ">> Succeeded in" in out
     assert "deploybot is rolling back web1, web2 to v1.1.0" in out and "deploybot rolled back web1, web2" in out
-    # nothing left running: the demo stops its sample apps
-    pids = list((tmp_path / "demo" / "hosts").glob("*/app/shared/app.pid"))
+    # blue-green on one server where nginx is installed: a deploy on the idle slot, a rollback that only flips
+    if shutil.which("nginx") or Path("/usr/sbin/nginx").exists():
+        assert "== blue-green on one server (single)" in out and "[x] flip" in out
+        assert "serves again with the same process" in out and "nothing restarted" in out
+        assert "rollback_finished      single v1.0.0  succeeded" in out
+    else:
+        assert "blue-green: skipped, nginx is not installed here" in out
+    # nothing left running: the demo stops its sample apps (both slots) and nginx
+    pids = [*(tmp_path / "demo" / "hosts").glob("*/app/shared/app*.pid"), *(tmp_path / "demo").glob("nginx/nginx.pid")]
     assert pids
     for pid_file in pids:
         pid = int(pid_file.read_text())

@@ -3,7 +3,8 @@
 Layers, lowest first; a module may import its own layer and the ones below, never one above:
     0 base        bot.domain, bot.config, bot.host, bot.config_check, bot.redact, bot.executors,
                   bot.sampleapp, bot.links (signed log links), bot.logs (JSON log lines),
-                  bot.aws.config, bot.traffic.config (the AWS and balancer models of deploy.yml, in bot.config)
+                  bot.aws.config, bot.traffic.config, bot.gates_config (the AWS, balancer and gates models of
+                  deploy.yml, in bot.config)
     1 parts       bot.targets (SSH, local, HTTP probes), bot.store (the only SQL), bot.traffic (load balancers),
                   bot.aws (S3, EC2, CloudWatch, Secrets Manager; never the service or anything above it)
     2 engine      bot.engine (flow table, plan, pipeline, commands, events)
@@ -34,6 +35,7 @@ LAYERS = [
         "bot.logs",
         "bot.aws.config",
         "bot.traffic.config",
+        "bot.gates_config",
     ),
     ("bot.targets", "bot.store", "bot.traffic", "bot.aws"),
     ("bot.engine",),
@@ -48,6 +50,7 @@ LAYERS = [
         "bot.cli_deploy",
         "bot.cli_read",
         "bot.cli_admin",
+        "bot.cli_backups",
         "bot.init",
         "bot.init_answers",
         "bot.process",

@@ -241,7 +241,7 @@ def run_balanced(plan: Plan, fleet: MemoryFleet, balancer: MemoryBalancer):
     bus, seen = EventBus(), []
     bus.subscribe(seen.append)
     pipeline = Pipeline(plan, fleet, bus)
-    pipeline.traffic = balancer
+    pipeline.balancer.traffic = balancer  # the run's balancer, already open
     return pipeline.run(), seen
 
 

@@ -3,8 +3,9 @@
 Before a deploy starts (at the request, and again when the run starts) every listed alarm, and every alarm whose
 name starts with the prefix, is read: one in ALARM refuses the start, naming it and its reason, unless the request
 carries an override reason. During the verification window the alarms are read again every `alarms.interval`
-seconds; one going to ALARM (any not overridden at the start) makes the next health probe of every host fail
-with the alarm named, so verify fails and the hosts that switched are reverted as for any failed probe."""
+seconds; one going to ALARM (any not overridden at the start) trips the alarms gate (bot.engine.gates.AlarmGate),
+which ends every host's window with the alarm named, so the hosts that switched are reverted as for any tripped
+gate (a canary's window is watched the same way)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from dataclasses import asdict, dataclass
 
 from bot.aws.config import Alarms, AWSSettings
 from bot.aws.session import AWSError, asking, client
-from bot.targets.http import Probe
 
 log = logging.getLogger(__name__)
 _TYPES = ["MetricAlarm", "CompositeAlarm"]
@@ -101,7 +101,8 @@ class StartGate:
         return (
             "not starting: "
             + "; ".join(f.describe() for f in self.firing)
-            + " (to deploy anyway, give an override reason: deploybot deploy --override-alarms REASON)"
+            + " (to deploy anyway, give a reason: `/deploy ENV VERSION override-alarms REASON` in Slack, "
+            "`deploybot deploy ENV VERSION --override-alarms REASON` on the command line)"
         )
 
     @property
@@ -157,22 +158,3 @@ class AlarmWatch:
             if found:
                 self.tripped = found[0]
             return self.tripped
-
-
-class AlarmGatedFleet:
-    """The fleet a run with alarms hands the pipeline: the same hosts, and a health probe that, while the watch is
-    armed (the verification window), answers with the firing alarm instead of asking the host."""
-
-    def __init__(self, fleet, watch: AlarmWatch):
-        self.fleet, self.watch = fleet, watch
-
-    def get(self, env, host):
-        return self.fleet.get(env, host)
-
-    def probe(self, url: str, cfg, expected: str | None, timeout: float = 2.0) -> Probe:
-        alarm = self.watch.check()
-        if alarm is not None:
-            if alarm.state == "ERROR":
-                return Probe(False, alarm.reason)
-            return Probe(False, f"CloudWatch alarm {alarm.name} went to ALARM at {alarm.since}: {alarm.reason}")
-        return self.fleet.probe(url, cfg, expected, timeout=timeout)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from bot.config import Host
 from bot.domain import Kind, Phase, Stage
-from bot.engine import commands
+from bot.engine import commands, ecs_commands, gates, offsite, slots
 from bot.targets.base import Command, put_command
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ class Step:
     hosts: Callable[[Plan], list[Host]] = _all_hosts
     must_pass: bool = True  # a failure stops the deployment (cleanup's does not)
     barrier: bool = False  # in a chained phase: every host of the batch finishes this step before any goes on
+    first_batch_only: bool = False  # the canary's window: its batch alone, and never repeated by a revert
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ FLOW: tuple[PhaseRow, ...] = (
         Phase.UPDATING,
         (
             Step(Stage.UPLOAD),
+            Step(Stage.SNAPSHOT, when=offsite.snapshots, hosts=_first_host),  # from the bot: RDS, before migrating
             Step(
                 Stage.MIGRATE,
                 when=lambda p: bool(p.env.migrate),
@@ -88,12 +90,25 @@ FLOW: tuple[PhaseRow, ...] = (
             Step(Stage.SWITCH),
             Step(Stage.RESTART),
             Step(Stage.HEALTH),
+            Step(Stage.FLIP, when=lambda p: slots.is_blue_green(p.env)),
             Step(Stage.RESTORE, when=_balanced),
+            Step(Stage.CANARY, when=lambda p: _deploying(p) and p.env.strategy.kind == "canary", first_batch_only=True),
         ),
         per_batch=True,
     ),
     PhaseRow(Phase.VERIFYING, (Step(Stage.VERIFY, when=lambda p: _deploying(p) and p.env.verify_seconds > 0),)),
-    PhaseRow(Phase.FINISHING, (Step(Stage.CLEANUP, when=_deploying, must_pass=False),)),
+    PhaseRow(
+        Phase.FINISHING,
+        (
+            # blue-green: the old slot served through the window; stopped now unless kept warm for a rollback
+            Step(
+                Stage.RETIRE,
+                when=lambda p: slots.is_blue_green(p.env) and not p.env.strategy.keep_old_slot,
+                must_pass=False,
+            ),
+            Step(Stage.CLEANUP, when=_deploying, must_pass=False),
+        ),
+    ),
 )
 PUBLISHING = next(row for row in FLOW if row.phase is Phase.PUBLISHING)
 
@@ -102,16 +117,17 @@ def rows(plan: Plan) -> list[PhaseRow]:
     """The phases of this plan, each with only the steps that apply to it; empty phases left out."""
     out = []
     for row in FLOW:
-        steps = tuple(s for s in row.steps if s.when(plan))
+        steps = tuple(s for s in row.steps if s.when(plan) and (not plan.env.ecs or s.stage in ecs_commands.STAGES))
         if plan.kind in row.kinds and steps:
             out.append(PhaseRow(row.phase, steps, row.kinds, row.per_batch))
     return out
 
 
-def groups(steps: tuple[Step, ...]) -> list[tuple[Step, ...]]:
-    """A chained phase split after each barrier step: (drain) then (switch, restart, health, restore)."""
+def groups(steps: tuple[Step, ...], first_batch: bool = True) -> list[tuple[Step, ...]]:
+    """A chained phase split after each barrier step: (drain) then (switch, restart, health, restore[, canary]);
+    the canary's window only in the first batch."""
     groups, current = [], []
-    for step in steps:
+    for step in (s for s in steps if first_batch or not s.first_batch_only):
         current.append(step)
         if step.barrier:
             groups.append(tuple(current))
@@ -124,13 +140,24 @@ def stages(plan: Plan) -> list[Stage]:
 
 
 def commands_for(
-    stage: Stage, plan: Plan, host: Host, *, current: str | None, version: str | None = None, stamp: str = ""
+    stage: Stage,
+    plan: Plan,
+    host: Host,
+    *,
+    current: str | None,
+    version: str | None = None,
+    stamp: str = "",
+    host_slots: slots.HostSlots | None = None,
 ) -> list[Command]:
     """What `stage` runs on `host`, in order: shell commands, a file put, or a health check made from the bot.
     `current` is what the host ran before (read by preflight), `version` the release to publish (the plan's,
-    or the previous one when reverting)."""
+    or the previous one when reverting); `host_slots` what a blue-green host's slots hold (dry run: an example)."""
+    if plan.env.ecs and stage in ecs_commands.OWN:  # an ECS service: the same phases, ECS operations
+        return ecs_commands.commands_for(stage, plan, current=current, version=version or plan.version)
     env, path = plan.env, plan.env.host_path(host)
     version = version or plan.version
+    if stage in slots.STAGES and slots.is_blue_green(env):
+        return slots.commands_for(stage, plan, host, host_slots, version)
     url = env.health_url(host)
     if stage is Stage.PREFLIGHT:
         artifact, shared = plan.artifact, plan.shared_env
@@ -145,16 +172,25 @@ def commands_for(
             env_from_bot=shared.keys if shared else (),
         )
         if shared is None:
-            return [check]
+            return slots.preflight(env, path, [check])
         # values from a secret: sent as a file over SFTP, merged into shared/.env; never on a command line
         remote = f"{commands.incoming_dir(path)}/env.d{plan.deployment_id}"
-        return [
-            check,
-            Command("put", f"sftp put <{shared.describe()}> {remote}", files=(shared.path, remote)),
-            commands.merge_env(path, remote, shared.keys),
-        ]
+        return slots.preflight(
+            env,
+            path,
+            [
+                check,
+                Command("put", f"sftp put <{shared.describe()}> {remote}", files=(shared.path, remote)),
+                commands.merge_env(path, remote, shared.keys),
+            ],
+        )
     if stage is Stage.BACKUP:
-        return [commands.backup(path, stamp, current, env.backup)]
+        return [
+            commands.backup(path, stamp, current, env.backup),
+            *offsite.after_backup(plan.app, env, host, stamp, current),
+        ]
+    if stage is Stage.SNAPSHOT:
+        return offsite.snapshot(env, plan.deployment_id, stamp)
     if stage is Stage.UPLOAD:
         artifact = plan.artifact
         assert artifact is not None, "a deploy plan has an artifact"
@@ -170,7 +206,10 @@ def commands_for(
     if stage is Stage.MIGRATE:
         return [commands.in_release(Stage.MIGRATE, path, version, env.migrate or "")]
     if stage is Stage.RESTORE_DB:
-        return [commands.restore_db(path, plan.restore_db_from or version, env.backup.restore_commands)]
+        of = plan.restore_db_from or version
+        by_rds_only = env.backup.rds_snapshot is not None and not env.backup.restore_commands
+        on_host = [] if by_rds_only else [commands.restore_db(path, of, env.backup.restore_commands)]
+        return [*offsite.before_restore(plan.app, env, of), *on_host, *offsite.restore_snapshot(env, of)]
     if stage is Stage.SWITCH:
         return [commands.switch(path, version)]
     if stage is Stage.RESTART:
@@ -184,19 +223,14 @@ def commands_for(
                 version,
             )
         ]
-    if stage is Stage.VERIFY:
-        return [
-            Command(
-                Stage.VERIFY,
-                f"GET {url} every {env.health.interval:g}s for {env.verify_seconds:g}s, "
-                f"each answering version {version}",
-                version,
-            )
-        ]
+    if stage in (Stage.VERIFY, Stage.CANARY):
+        return gates.window_commands(stage, plan, host, version)
     if stage in (Stage.DRAIN, Stage.RESTORE):
         t = env.traffic
         assert t is not None, "drain and restore are steps only where a balancer is configured"
-        where = f"{t.balancer} backend {t.backend}" if t.balancer == "haproxy" else f"nginx {t.upstream_file}"
+        where = {"haproxy": f"haproxy backend {t.backend}", "nginx": f"nginx {t.upstream_file}"}.get(
+            t.balancer, f"target group {t.target_group_arn}"
+        )
         if stage is Stage.DRAIN:
             return [
                 Command(
@@ -204,7 +238,12 @@ def commands_for(
                     f"take {host.name} out of {where}, then wait up to {t.drain_timeout:g}s for its requests in flight",
                 )
             ]
-        return [Command(Stage.RESTORE, f"put {host.name} back into {where}")]
+        healthy = (
+            f", then wait up to {t.healthy_timeout:g}s until it is healthy" if t.balancer == "target-group" else ""
+        )
+        return [Command(Stage.RESTORE, f"put {host.name} back into {where}{healthy}")]
     if stage is Stage.CLEANUP:
-        return [commands.cleanup(path, env.keep_releases, [plan.version, current or ""], env.backup)]
+        keep = [plan.version, current or ""]
+        first = host == plan.hosts[0]
+        return [commands.cleanup(path, env.keep_releases, keep, env.backup), *offsite.at_cleanup(plan.app, env, first)]
     raise ValueError(f"no commands for stage {stage}")

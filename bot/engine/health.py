@@ -1,4 +1,4 @@
-"""Health gate: poll until the requested version answers, or watch it for the verification window."""
+"""Health: poll until the requested version answers (the health stage); the windows after it are gates.py's."""
 
 from __future__ import annotations
 
@@ -22,23 +22,3 @@ def wait_healthy(url: str, cfg: HealthCheck, expected: str | None, probe: Prober
                 return Probe(False, f"not healthy after {cfg.timeout:g}s: {result.detail}", result.version)
             return result
         time.sleep(min(cfg.interval, max(0.0, deadline - time.monotonic())))
-
-
-def watch(
-    url: str,
-    cfg: HealthCheck,
-    expected: str | None,
-    seconds: float,
-    stop: Callable[[], bool] = lambda: False,
-    probe: Prober = probe,
-) -> Probe:
-    """Verification window: keep polling; the first bad answer fails the window."""
-    end = time.monotonic() + seconds
-    checks = 0
-    while time.monotonic() < end and not stop():
-        result = probe(url, cfg, expected)
-        checks += 1
-        if not result.ok:
-            return Probe(False, f"failed during the verification window: {result.detail}", result.version)
-        time.sleep(min(cfg.interval, max(0.0, end - time.monotonic())))
-    return Probe(True, f"healthy for {seconds:g}s ({checks} checks)", expected)

@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 
 from bot.config import Host
 from bot.domain import Kind, Stage, State
-from bot.engine import commands, flow, health
+from bot.engine import balance, commands, flow, gates, slots
 from bot.engine.events import DeploymentStarted, EventBus, RollbackStarted, StageFinished, StageStarted
 from bot.engine.plan import Plan
+from bot.engine.slots import HostSlots
 from bot.redact import redact
 from bot.targets.base import Command, Result
 from bot.targets.pool import Fleet, on_hosts
@@ -31,6 +32,7 @@ class HostState:
     previous: str | None = None  # what `current` pointed at before we started (read by preflight)
     switched: bool = False  # now serves the plan's version: a failure must bring it back
     drained: bool = False  # out of the balancer: it must come back once it serves a known, healthy release
+    slots: HostSlots = field(default_factory=HostSlots)  # blue-green: what its slots hold, where a publish goes
 
 
 @dataclass
@@ -42,6 +44,7 @@ class Outcome:
     previous_version: str | None = None
     seconds: float = 0.0
     reverted_hosts: list[str] = field(default_factory=list)
+    gate: dict = field(default_factory=dict)  # the gate that tripped, for the audit trail (gates.Windows.detail)
 
 
 @dataclass
@@ -80,8 +83,8 @@ class Pipeline:
         self.events = events
         self.cancel_requested = cancel_requested
         self.hosts = {h.name: HostState(h) for h in plan.hosts}
-        self.traffic = None  # the balancer, opened at the first drain
-        self._window_failed = threading.Event()
+        self.balancer = balance.Balancer(self.env, pool)  # opened at the first drain
+        self.windows = gates.Windows(self)  # the health stage and every gated window (the service adds alarms)
         self.stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + f"-d{plan.deployment_id}"
 
     def run(self) -> Outcome:
@@ -104,7 +107,7 @@ class Pipeline:
                     for batch_no, batch in enumerate(plan.batches()):
                         if batch_no:
                             self._checkpoint()
-                        for group in flow.groups(row.steps):
+                        for group in flow.groups(row.steps, first_batch=not batch_no):
                             self._stages([(s.stage, self._step(s.stage)) for s in group], batch)
                 else:
                     for step in row.steps:
@@ -114,7 +117,7 @@ class Pipeline:
             outcome = self._recover(exc)
         previous = {s.previous for s in self.hosts.values() if s.previous}
         outcome.previous_version = previous.pop() if len(previous) == 1 else None
-        outcome.seconds = time.monotonic() - started
+        outcome.seconds, outcome.gate = time.monotonic() - started, self.windows.detail()
         return outcome
 
     def _checkpoint(self) -> None:
@@ -126,81 +129,37 @@ class Pipeline:
         """`version` None: the plan's version, going forward; else a revert to that release."""
 
         def work(host: Host) -> Result:
-            state = self.hosts[host.name]
+            state, release = self.hosts[host.name], version or self.plan.version
+            if stage is Stage.SWITCH and slots.is_blue_green(self.env):
+                state.slots.target = slots.prepare(self.env, host, state.slots, release, self.pool)
             res: Result | None = None
-            for command in flow.commands_for(
-                stage, self.plan, host, current=state.previous, version=version, stamp=self.stamp
-            ):
+            known = {"current": state.previous, "version": version, "stamp": self.stamp, "host_slots": state.slots}
+            for command in flow.commands_for(stage, self.plan, host, **known):
                 res = self._execute(host, command)
                 if not res.ok:
                     return res
             assert res is not None
+            state.slots.ran(stage, release)
             if stage is Stage.PREFLIGHT:
                 state.previous = commands.parse_current(res.stdout)
-            elif stage is Stage.SWITCH and version is None and self.plan.kind is Kind.DEPLOY:
+                state.slots.read(res.stdout)
+            elif stage is slots.serving_stage(self.env) and version is None and self.plan.kind is Kind.DEPLOY:
                 state.switched = True
             return res
 
         return work
 
     def _execute(self, host: Host, command: Command) -> Result:
-        if command.op in (Stage.HEALTH, Stage.VERIFY):
-            url = self.env.health_url(host)
-            if command.op is Stage.HEALTH:
-                seen = health.wait_healthy(url, self.env.health, command.version, probe=self.pool.probe)
-            else:
-                # one host failing its window ends every host's: the revert starts now, not when the window ends
-                seen = health.watch(
-                    url,
-                    self.env.health,
-                    command.version,
-                    self.env.verify_seconds,
-                    stop=lambda: self.cancel_requested() or self._window_failed.is_set(),
-                    probe=self.pool.probe,
-                )
-                if seen.ok and self.cancel_requested():
-                    seen = health.Probe(False, "aborted by request during the verification window")
-                if not seen.ok:
-                    self._window_failed.set()
-            return Result(
-                host.name, command, 0 if seen.ok else 1, seen.detail if seen.ok else "", "" if seen.ok else seen.detail
-            )
+        if command.op in gates.OPS:  # health, the canary and verification windows under every gate
+            return self.windows.execute(host, command)
+        if command.op == slots.NOTE:  # nothing to do on the host (a warm slot needs no restart)
+            return Result(host.name, command, 0, command.shell)
         if command.op in (Stage.DRAIN, Stage.RESTORE):
-            return self._balance(host, command)
+            return self.balancer.step(host, self.hosts[host.name], command)
         target = self.pool.get(self.env, host)
         if command.files:
             return target.put(*command.files)
         return target.run(replace(command, tag=commands.tag(self.plan.deployment_id)))
-
-    def _balance(self, host: Host, command: Command) -> Result:
-        """Take the host out of the balancer (and wait for its requests in flight), or put it back."""
-        from bot.traffic.base import Backend, TrafficError
-
-        cfg, state = self.env.traffic, self.hosts[host.name]
-        backend = [Backend(host.name, host.address, cfg.port)]
-        try:
-            if self.traffic is None:
-                from bot.traffic.opening import open_traffic
-
-                self.traffic = open_traffic(cfg, self.env, self.pool)
-            if command.op is Stage.RESTORE:
-                self.traffic.restore(backend)
-                state.drained = False
-                return Result(host.name, command, 0, "back in service")
-            if not state.previous:  # a first deploy here: nothing is served by this host yet
-                return Result(host.name, command, 0, "nothing served here yet: no drain needed")
-            self.traffic.drain(backend)
-            state.drained = True
-            if not self.traffic.wait_drained(backend, cfg.drain_timeout):
-                return Result(
-                    host.name,
-                    command,
-                    1,
-                    stderr=f"still had requests in flight after {cfg.drain_timeout:g}s (traffic.drain_timeout)",
-                )
-            return Result(host.name, command, 0, "drained")
-        except TrafficError as exc:
-            return Result(host.name, command, None, error=str(exc))
 
     def revert(self, previous: dict[str, str], reason: str) -> Outcome:
         """Take-over: the process running this deployment stopped; publish each listed host's previous release."""
@@ -230,19 +189,12 @@ class Pipeline:
         )
         state = State.ROLLED_BACK
         # the hosts already out of the balancer (the failed batch) first: they serve nobody until reverted
-        for batch in self._revert_batches([s.host for s in sorted(switched, key=lambda s: not s.drained)]):
+        for batch in balance.revert_batches(self.env, [s.host for s in sorted(switched, key=lambda s: not s.drained)]):
             try:
                 self._stages([(Stage.REVERT, self._revert)], batch)
             except StageFailed:
                 state = State.ROLLBACK_FAILED  # the other batches still go back: as many hosts known as can be
         return Outcome(state, stage, host, error, reverted_hosts=[s.host.name for s in switched])
-
-    def _revert_batches(self, hosts: list[Host]) -> list[list[Host]]:
-        """All at once; behind a balancer in the strategy's batches, so some hosts always stay in service."""
-        if not self.env.traffic:
-            return [hosts]
-        size = self.env.strategy.batch_size
-        return [hosts[i : i + size] for i in range(0, len(hosts), size)]
 
     def _revert(self, host: Host) -> Result:
         """Publishing again, with this host's previous release: the same steps, as one chain."""
@@ -250,7 +202,7 @@ class Pipeline:
         command = Command(Stage.REVERT, f"publish {state.previous} again", state.previous)
         if not state.previous:
             return Result(host.name, command, None, error="no previous release on this host to return to")
-        for step in (s for s in flow.PUBLISHING.steps if s.when(self.plan)):
+        for step in (s for s in flow.PUBLISHING.steps if s.when(self.plan) and not s.first_batch_only):
             res = self._step(step.stage, version=state.previous)(host)
             if not res.ok:
                 return res

@@ -38,10 +38,13 @@ class Plan:
     def batches(self) -> list[list[Host]]:
         """How publishing walks the hosts: rolling deploys batch by batch, everything else all at once; behind a
         balancer rollbacks go batch by batch too, since taking every host out at once would serve nobody."""
-        hosts = list(self.hosts)
-        if self.env.strategy.kind == "rolling" and (self.kind is Kind.DEPLOY or self.env.traffic):
-            size = self.env.strategy.batch_size
-            return [hosts[i : i + size] for i in range(0, len(hosts), size)]
+        hosts, strategy = list(self.hosts), self.env.strategy
+        first = []
+        if strategy.kind == "canary" and self.kind is Kind.DEPLOY:  # the canary batch, then the rest in batches
+            first, hosts = [hosts[: strategy.canary_hosts]], hosts[strategy.canary_hosts :]
+        if strategy.kind in ("rolling", "canary") and (self.kind is Kind.DEPLOY or self.env.traffic):
+            size = strategy.batch_size
+            return first + [hosts[i : i + size] for i in range(0, len(hosts), size)]
         return [hosts]
 
     def describe(self) -> list[str]:
@@ -50,24 +53,30 @@ class Plan:
         env = self.env
         lines = [
             f"{self.kind.value} {self.app} {self.version} to {env.name} ({env.strategy.kind}"
-            + (f", batches of {env.strategy.batch_size}" if env.strategy.kind == "rolling" else "")
+            + (f", batches of {env.strategy.batch_size}" if env.strategy.kind in ("rolling", "canary") else "")
             + ")"
         ]
+        if env.strategy.slots:  # blue-green: the commands below publish on the idle slot, whichever it is then
+            slots = ", ".join(f"{name} on {port}" for name, port in env.strategy.slots.items())
+            lines.append(f"slots: {slots}; shown as if {next(iter(env.strategy.slots))} were live")
         if self.artifact:
             size = f"{self.artifact.size} bytes, " if self.artifact.size is not None else ""
             lines.append(f"artifact: {self.artifact.source} ({size}sha256 {self.artifact.sha256})")
+        canary = self.env.strategy.kind == "canary" and self.kind is Kind.DEPLOY
         for i, batch in enumerate(self.batches(), 1):
-            lines.append(f"batch {i}: " + ", ".join(f"{h.name} ({h.address})" for h in batch))
+            role = f" (canary: serves alone for {env.strategy.canary_seconds:g}s under the gates)" if canary else ""
+            lines.append(f"batch {i}{role if i == 1 else ''}: " + ", ".join(f"{h.name} ({h.address})" for h in batch))
         host = self.hosts[0]
         lines.append(f"phases: {' -> '.join(row.phase.value for row in flow.rows(self))}")
         lines.append(f"stages: {' -> '.join(stage.value for stage in self.stages)}")
-        lines.append(f"commands on {host.name} (path {env.host_path(host)}):")
+        lines.append(f"commands on {host.name}" + (f" (path {env.host_path(host)}):" if env.path else ":"))
         for row in flow.rows(self):
             lines.append(f"{row.phase.value}:" + ("  (per batch, one chain per host)" if row.per_batch else ""))
             for step in row.steps:
                 on = step.hosts(self)
                 where = "" if len(on) == len(self.hosts) else f"  (on {', '.join(h.name for h in on)})"
                 where += "  (every host of the batch, before any goes on)" if step.barrier else ""
+                where += "  (the first batch only)" if step.first_batch_only else ""
                 lines.append(f"  [{step.stage.value}]{where}")
                 for command in flow.commands_for(step.stage, self, host, current=flow.UNKNOWN, stamp="<stamp>"):
                     lines += ["    " + line for line in command.shell.splitlines()]

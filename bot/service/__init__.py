@@ -7,6 +7,7 @@ runs          an approved deployment executed through the lifecycle, stopped at 
 leases        a process holds its deployments' locks through leases it renews
 recovery      a deployment whose process stopped is taken over and left on a known version
 environments  what runs where (read live), history, locks, approvals
+backups       the backup sets on the hosts and in S3, the RDS snapshot a rollback restores
 lifecycle     the one table of state transitions, and what hangs off them (audit, lock, final event)
 """
 
@@ -20,6 +21,7 @@ from bot.engine.events import EventBus
 from bot.executors import Busy
 from bot.recorder import StoreRecorder
 from bot.service.approvals import ApprovalResult, Approvals
+from bot.service.backups import Backups
 from bot.service.base import Context, Refused
 from bot.service.environments import Environments, EnvironmentStatus, HostStatus
 from bot.service.leases import Leases
@@ -47,6 +49,10 @@ class DeployService:
         self.config, self.store, self.pool = config, store, pool
         self.events = events or EventBus()
         self.events.subscribe(StoreRecorder(store))
+        if config.aws.metrics is not None:  # each deployment's duration and outcome, to CloudWatch
+            from bot.service.cloudwatch import CloudWatchPublisher
+
+            self.events.subscribe(CloudWatchPublisher(store, config.aws))
         self.leases = leases or Leases(store)
         ctx = Context(config, store, pool, self.events, Lifecycle(store, self.events), self.leases)
         self.environments = Environments(ctx)
@@ -55,11 +61,20 @@ class DeployService:
         self.requests = Requests(ctx, self.locks, self.environments, self.runs)
         self.approvals = Approvals(ctx, self.locks, self.requests, self.runs)
         self.recovery = Recovery(ctx, self.environments, plan_for=self.runs.plan_for)
+        self.backups = Backups(ctx)
 
-    def deploy(self, env_name: str, version: str, actor: str, override_alarms: str = "") -> DeploymentRecord:
+    def deploy(
+        self, env_name: str, version: str, actor: str, override_alarms: str = "", confirm_migration: bool = False
+    ) -> DeploymentRecord:
         """The operator path (CLI, scripts): recorded as asked by `actor`, the approval step skipped, run here."""
         dep = self.requests.deploy(
-            env_name, version, actor, skip_approval=True, meta={"via": "cli"}, override_alarms=override_alarms
+            env_name,
+            version,
+            actor,
+            skip_approval=True,
+            meta={"via": "cli"},
+            override_alarms=override_alarms,
+            confirm_migration=confirm_migration,
         )
         return self.runs.run(dep.id)
 

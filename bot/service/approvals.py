@@ -179,7 +179,7 @@ class Approvals(UseCases):
     def _recheck(self, dep: DeploymentRecord, actor: str) -> None:
         """At approval, what was shown must still hold: same hosts, artifact present, no lock."""
         env = self.config.environments[dep.environment]
-        if dep.meta.get("hosts") != [h.name for h in self.hosts(env)]:
+        if dep.meta.get("hosts") != [h.name for h in self.hosts(env, actor, dep.version)]:
             self.refuse(
                 actor,
                 AuditAction.APPROVAL_REFUSED,

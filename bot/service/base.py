@@ -9,10 +9,11 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
-from bot.config import Config, Environment, Host, InvalidVersion
+from bot.config import Config, Environment, InvalidVersion
 from bot.domain import AuditAction, DeploymentRecord
 from bot.engine.events import EventBus
 from bot.redact import redact
+from bot.service.aws import AWSParts
 from bot.service.leases import Leases
 from bot.service.lifecycle import Lifecycle
 
@@ -37,7 +38,10 @@ class Context:
     leases: Leases
 
 
-class UseCases:
+class UseCases(AWSParts):
+    """Every use case: the context, the checks they share, and refusing; the AWS parts (hosts, alarm gate,
+    secret values) come from bot.service.aws."""
+
     def __init__(self, ctx: Context):
         self.ctx = ctx
         self.config, self.store, self.events, self.lifecycle = ctx.config, ctx.store, ctx.events, ctx.lifecycle
@@ -48,44 +52,6 @@ class UseCases:
             known = ", ".join(sorted(self.config.environments))
             self.refuse(actor, AuditAction.REFUSED, name, None, f"unknown environment {name!r} (known: {known})")
         return self.config.environments[name]
-
-    def hosts(self, env: Environment) -> list[Host]:
-        """The environment's hosts: as listed in deploy.yml, or the running EC2 instances its tags select, read now.
-        Refused (not audited: reading) when they cannot be read or none runs."""
-        if env.ec2 is None:
-            return list(env.hosts)
-        from bot.aws.ec2 import discover
-        from bot.aws.session import AWSError
-
-        try:
-            found = discover(self.config.aws, env.ec2)
-        except AWSError as exc:
-            raise Refused(f"{env.name}: {redact(str(exc))}") from None
-        if not found:
-            raise Refused(
-                f"{env.name}: no running EC2 instance tagged {env.ec2.describe()} (with a {env.ec2.address} address)"
-            )
-        return found
-
-    def alarm_gate(self, env: Environment, override: str = ""):
-        """What the environment's CloudWatch alarms say about starting a deploy now (None: it has none)."""
-        if env.alarms is None:
-            return None
-        from bot.aws.alarms import StartGate
-
-        return StartGate(self.config.aws, env.alarms, redact(override))
-
-    def shared_env(self, env: Environment):
-        """The shared/.env values its secret gives, held for this deployment's preflight (None: no secret)."""
-        if env.secrets_manager is None:
-            return None
-        from bot.aws.secrets import shared_env
-        from bot.aws.session import AWSError
-
-        try:
-            return shared_env(self.config.aws, env.secrets_manager)
-        except AWSError as exc:
-            raise Refused(redact(str(exc))) from None
 
     def check_version(self, env: str, version: str, actor: str) -> str:
         try:

@@ -7,7 +7,11 @@ from dataclasses import dataclass, field
 from bot.domain import AuditAction, DeploymentRecord, Kind, Stage, State
 from bot.engine.plan import Plan
 from bot.redact import redact
-from bot.service.base import Refused, UseCases
+from bot.service import migrations
+from bot.service.backups import snapshot_since
+from bot.service.base import UseCases
+
+UNCONFIRMED = {"migration": "not confirmed under a zero-downtime strategy"}
 
 
 @dataclass(frozen=True)
@@ -17,6 +21,7 @@ class RollbackOptions:
     previous_good: str | None
     available: list[str] = field(default_factory=list)
     migrations_since: bool = False
+    snapshot: dict | None = None  # the RDS snapshot a rollback to previous_good restores, into a new instance
 
 
 class Requests(UseCases):
@@ -30,9 +35,9 @@ class Requests(UseCases):
 
         env = self.environment(env_name, actor)
         version = self.check_version(env_name, version, actor)
-        hosts, shared_env = self.hosts(env), self.shared_env(env)
+        hosts, shared_env = self.hosts(env, actor, version), self.shared_env(env)
         try:
-            artifact = resolve_artifact(self.config, version)
+            artifact = None if env.ecs else resolve_artifact(self.config, version)  # ECS: the image is the release
         except ArtifactMissing as exc:
             self.refuse(actor, AuditAction.REFUSED, env_name, version, str(exc))
         expect_current = self.store.last_succeeded(env_name, before_id=deployment_id or None) is not None
@@ -67,9 +72,11 @@ class Requests(UseCases):
         meta: dict | None = None,
         skip_approval: bool = False,
         override_alarms: str = "",
+        confirm_migration: bool = False,
     ) -> DeploymentRecord:
         """Check everything a deploy needs, then record it: pending approval, or approved (lock taken). An alarm in
-        ALARM refuses it, unless `override_alarms` gives a reason (audited with the alarms it overrode)."""
+        ALARM refuses it, unless `override_alarms` gives a reason (audited with the alarms it overrode); so does a
+        migration the old release may not survive under a zero-downtime strategy, unless `confirm_migration`."""
         env = self.environment(env_name, actor)
         version = self.check_version(env_name, version, actor)
         if not env.may_deploy(actor) and not skip_approval:
@@ -79,9 +86,13 @@ class Requests(UseCases):
         gate = self.alarm_gate(env, override_alarms)
         if gate and gate.refused:
             self.refuse(actor, AuditAction.REFUSED, env_name, version, gate.refusal, detail=gate.detail)
+        if migrations.needs_confirmation(env) and not confirm_migration:
+            self.refuse(actor, AuditAction.REFUSED, env_name, version, migrations.refusal(env), detail=UNCONFIRMED)
         hosts = self._host_names(env, version, actor)
         needs_approval = env.approval.enabled and not skip_approval
         override = {"override_alarms": redact(override_alarms.strip())} if override_alarms.strip() else {}
+        confirmed = {"migration_confirmed": True} if migrations.needs_confirmation(env) else {}
+        override |= {"migration_note": migrations.note(env, confirmed=True)} if migrations.note(env) else {}
         return self._record(
             Kind.DEPLOY,
             env_name,
@@ -91,14 +102,11 @@ class Requests(UseCases):
             {**(meta or {}), **override},
             hosts,
             previous_version=self.environments.recorded_version(env_name),
-            detail={"hosts": hosts, "approval_needed": needs_approval, **(gate.detail if gate else {})},
+            detail={"hosts": hosts, "approval_needed": needs_approval, **(gate.detail if gate else {}), **confirmed},
         )
 
     def _host_names(self, env, version: str, actor: str) -> list[str]:
-        try:
-            return [h.name for h in self.hosts(env)]
-        except Refused as exc:
-            self.refuse(actor, AuditAction.REFUSED, env.name, version, str(exc))
+        return [h.name for h in self.hosts(env, actor, version)]  # unreadable or none running: refused, audited
 
     def rollback(
         self,
@@ -122,13 +130,16 @@ class Requests(UseCases):
         target = self.check_version(env_name, target, actor)
         if not env.may_deploy(actor) and not skip_approval:
             self.refuse(actor, AuditAction.REFUSED, env_name, target, f"you are not allowed to roll back {env_name}")
-        if restore_db and not env.backup.restore_commands:
+        snapshot = snapshot_since(self.store, env, target) if restore_db else None
+        if restore_db and not env.backup.restore_commands and not snapshot:
             self.refuse(
                 actor,
                 AuditAction.REFUSED,
                 env_name,
                 target,
-                f"{env_name} has no backup.restore_commands: cannot restore the database",
+                f"{env_name} has no backup.restore_commands"
+                + (f" and no RDS snapshot taken since {target}" if env.backup.rds_snapshot else "")
+                + ": cannot restore the database",
             )
         self.locks.refuse_if_locked(env_name, target, actor)
         needs_approval = env.approval.enabled and env.approval.required_for_rollback and not skip_approval
@@ -138,7 +149,7 @@ class Requests(UseCases):
             target,
             actor,
             needs_approval,
-            meta,
+            {**(meta or {}), **({"restore_snapshot": snapshot} if snapshot else {})},
             self._host_names(env, target, actor),
             previous_version=options.current,
             reason=redact(reason),
@@ -148,6 +159,7 @@ class Requests(UseCases):
                 "restore_db": restore_db,
                 "from": options.current,
                 "migrations_since": options.migrations_since,
+                **({"restore_snapshot": snapshot} if snapshot else {}),
             },
         )
 
@@ -179,12 +191,18 @@ class Requests(UseCases):
                 for s in self.store.stages(d.id)
             )
         available = sorted({d.version for d in good if d.version != current})
-        return RollbackOptions(env_name, current, previous.version if previous else None, available, migrations)
+        env = self.config.environments[env_name]
+        snapshot = snapshot_since(self.store, env, previous.version) if previous else None
+        return RollbackOptions(
+            env_name, current, previous.version if previous else None, available, migrations, snapshot
+        )
 
     def check_artifact(self, env_name: str, version: str, actor: str, deployment_id: int | None = None) -> None:
         """Cheap existence check (stat or HEAD) for requests and approvals; hashing waits for the run."""
         from bot.engine.artifact import ArtifactMissing, check_artifact
 
+        if env_name in self.config.environments and self.config.environments[env_name].ecs:
+            return  # an ECS service runs an image: the registry is asked by ECS, not by the bot
         try:
             check_artifact(self.config, version)
         except ArtifactMissing as exc:

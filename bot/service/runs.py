@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 
 from bot.domain import DeploymentRecord, Kind, State
-from bot.engine.events import Event, RollbackStarted, StageFinished, StageStarted
+from bot.engine.events import Event, RollbackStarted
 from bot.engine.plan import Plan
 from bot.executors import Busy
 from bot.redact import redact
@@ -80,11 +80,13 @@ class Runs(UseCases):
             raise Refused(f"deployment #{dep.id} is {self.deployment(dep.id).state.words}, not approved")
         self.store.update_meta(dep.id, owner=self.leases.owner)
         self._running.add(dep.id)
-        outcome, plan = Outcome(State.FAILED, error="internal error"), None
-        fleet, watch, unwatch = self._gated(dep, gate)
+        outcome, plan, fleet = Outcome(State.FAILED, error="internal error"), None, self.ctx.pool
         try:
             plan = self.plan_for(running)
-            outcome = Pipeline(plan, fleet, self.events, cancel_requested=self._abort_flag(dep.id)).run()
+            fleet = self._offsite(plan, running)
+            pipeline = Pipeline(plan, fleet, self.events, cancel_requested=self._abort_flag(dep.id))
+            pipeline.windows.add(*self._alarm_gates(dep, gate))
+            outcome = pipeline.run()
         except Refused as exc:
             outcome = Outcome(State.FAILED, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - record, never lose the deployment
@@ -92,34 +94,38 @@ class Runs(UseCases):
             raise
         finally:
             self._running.discard(dep.id)
-            unwatch()
-            self._finish(running, outcome, {"alarm": watch.tripped.detail()} if watch and watch.tripped else {})
+            self._finish(running, outcome, {**outcome.gate, **self._offsite_records(dep.id, fleet)})
             self.leases.released(dep.id)
             release_artifact(plan.artifact if plan else None)
             if plan and plan.shared_env:
                 plan.shared_env.close()
         return self.deployment(dep.id)
 
-    def _gated(self, dep: DeploymentRecord, gate) -> tuple:
-        """With alarms and a verification window: the fleet the pipeline probes through, which answers with an
-        alarm gone to ALARM while the verify stage runs (so verify fails and reverts); its watch; unsubscribe."""
-        env = self.config.environments.get(dep.environment)
-        if gate is None or env is None or not env.verify_seconds:
-            return self.ctx.pool, None, lambda: None
-        from bot.aws.alarms import AlarmGatedFleet
+    def _offsite(self, plan: Plan, dep: DeploymentRecord):
+        """With S3 backups or RDS snapshots, the fleet that carries them out from the bot; else the pool."""
+        if plan.env.backup.s3 is None and plan.env.backup.rds_snapshot is None:
+            return self.ctx.pool
+        from bot.engine.offsite_fleet import OffsiteFleet
 
-        watch = gate.watch()
+        restore = dep.meta.get("restore_snapshot")
+        return OffsiteFleet(self.ctx.pool, plan, self.config.aws, restore, self.stopping.is_set)
 
-        def arm(event: Event) -> None:  # the verify stage as a whole starts and ends (revert's probes come after)
-            if (
-                isinstance(event, StageStarted | StageFinished)
-                and event.deployment_id == dep.id
-                and event.stage == "verify"
-                and event.host is None
-            ):
-                (watch.arm if isinstance(event, StageStarted) else watch.disarm)()
+    def _offsite_records(self, deployment_id: int, fleet) -> dict:
+        """The S3 keys and RDS snapshot a run made, for its audit row and (the snapshot) a later rollback."""
+        records = dict(getattr(getattr(fleet, "records", None), "data", {}))
+        if records:
+            try:
+                self.store.update_meta(deployment_id, **records)
+            except Exception:  # noqa: BLE001 - the audit row still names them
+                log.warning("recording the backups of #%s in its meta failed", deployment_id, exc_info=True)
+        return records
 
-        return AlarmGatedFleet(self.ctx.pool, watch), watch, self.events.subscribe(arm)
+    def _alarm_gates(self, dep: DeploymentRecord, gate) -> list:
+        """The CloudWatch alarms as one more gate of every gated window (canary, verification), for deploys with
+        alarms; those overridden at the start do not trip it."""
+        from bot.engine.gates import AlarmGate
+
+        return [AlarmGate(gate.watch())] if gate is not None and dep.kind is Kind.DEPLOY else []
 
     def _on_event(self, event: Event) -> None:
         """The engine reports an automatic rollback once, as an event; the lifecycle records it."""

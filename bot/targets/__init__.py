@@ -1,1 +1,1 @@
-"""Where commands run: a host over SSH (Fabric) or this machine (local)."""
+"""Where commands run: a host over SSH (Fabric), this machine (local), or an ECS service (ecs, through boto3)."""

@@ -37,7 +37,11 @@ class TargetPool:
         with self._lock:
             target = self._targets.get(key)
             if target is None:
-                if host.is_local:
+                if env.ecs is not None:  # the service is the one pseudo-host; boto3 loads when it is first asked
+                    from bot.targets.ecs import ECSTarget
+
+                    target = ECSTarget(host, env.ecs)
+                elif host.is_local:
                     from bot.targets.local import LocalTarget
 
                     target = LocalTarget(host, env.ssh.command_timeout)

@@ -1,4 +1,5 @@
-"""Opening the balancer an environment names in `traffic:`, reached from here or through a target."""
+"""Opening the balancer an environment names in `traffic:`, reached from here, through a target, or (a target
+group) through AWS's API."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ from bot.traffic.config import TrafficConfig
 
 def open_traffic(cfg: TrafficConfig, env, pool) -> Traffic:
     """The balancer of `env`, reached from here or through the pool's target for `cfg.on` (warm SSH reused)."""
+    if cfg.balancer == "target-group":
+        from bot.traffic.target_group import open_target_group
+
+        return open_target_group(cfg, env)
     hosts = [Backend(h.name, h.address, cfg.port) for h in env.hosts]
     target = pool.get(env, cfg.balancer_host)
     if cfg.balancer == "haproxy":

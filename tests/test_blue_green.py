@@ -1,0 +1,369 @@
+"""Blue-green slots on each host, end to end over real SSH: every lab host runs its own nginx inside its namespace
+(own config, pid and log files under the host's /root), in front of the sample app's two slots (blue on 8001,
+green on 8002). deploybot starts the new release on the idle slot, checks that slot's own health, flips the
+host's nginx to it with a graceful reload, keeps the old slot through the verification window, and flips back
+without a restart when something fails. Users' requests go through each host's nginx on port 8000."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot.config import ConfigError, parse_config
+from bot.config_check import problems
+from bot.domain import State
+from bot.store import Store
+from tests.balancers import Load, get, require
+
+BG = "/root/bg"  # inside each host: nginx's files, and the upstream file deploybot rewrites
+NGINX_CONF = """
+user root;
+worker_processes 1;
+pid {bg}/nginx.pid;
+error_log {bg}/error.log notice;
+events {{ worker_connections 1024; }}
+http {{
+  access_log {bg}/access.log;
+  client_body_temp_path {bg}/client_body_temp; proxy_temp_path {bg}/proxy_temp;
+  fastcgi_temp_path {bg}/fastcgi_temp; uwsgi_temp_path {bg}/uwsgi_temp; scgi_temp_path {bg}/scgi_temp;
+  include {bg}/live.conf;
+  server {{
+    listen 8000;
+    location / {{ proxy_pass http://deploybot_live; add_header X-Upstream $upstream_addr always; }}
+  }}
+}}
+"""
+
+
+def start_proxy(host) -> str:
+    """nginx inside `host` (its network and mount namespaces), proxying port 8000 to the blue slot until the
+    first flip; returns the nginx options that name its files."""
+    nginx = require("nginx")
+    folder = host.home / "bg"
+    folder.mkdir(exist_ok=True)
+    (folder / "nginx.conf").write_text(NGINX_CONF.format(bg=BG))
+    (folder / "live.conf").write_text("upstream deploybot_live { server 127.0.0.1:8001; }\n")
+    options = f"-c {BG}/nginx.conf -e {BG}/error.log"
+    deadline = time.monotonic() + 10
+    # the reset before this test killed the previous test's nginx: its port may take a moment to be free
+    while (res := host.run(f"{nginx} -t -q {options} && {nginx} {options}")).returncode:
+        assert time.monotonic() < deadline, f"nginx did not start on {host.name}: {res.stderr}"
+        time.sleep(0.1)
+    return f"{nginx} {options}"
+
+
+def blue_green(hosts, keep_old_slot: bool = False, verify_seconds: float = 1.0) -> dict:
+    """The deploy.yml overrides of a blue-green environment on `hosts`, each with its nginx started."""
+    nginx = [start_proxy(h) for h in hosts][0]
+    return {
+        "strategy": {
+            "kind": "blue-green",
+            "slots": {"blue": 8001, "green": 8002},
+            "proxy": {
+                "port": 8000,
+                "config": f"{BG}/live.conf",
+                "test": nginx.replace(" -c ", " -t -q -c "),
+                "reload": nginx.replace(" -c ", " -s reload -c "),
+                "pid_file": f"{BG}/nginx.pid",
+            },
+            "stop": "bin/stop",
+            "keep_old_slot": keep_old_slot,
+        },
+        "health": {"url": "http://{host}:{port}/health"},
+        "verify_seconds": verify_seconds,
+    }
+
+
+def through_proxy(host) -> str | None:
+    """The version a user reaching the host's nginx gets."""
+    return host.answering(8000)
+
+
+def live_port(host) -> str:
+    return (host.home / "bg" / "live.conf").read_text().split("127.0.0.1:")[1].split(";")[0]
+
+
+def slot_pid(host, slot: str) -> int:
+    return int((host.srv / "app" / "shared" / f"app-{slot}.pid").read_text())
+
+
+def running(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def when(condition, timeout: float = 60):
+    """Until condition() is true (polled); False if it never was."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def live_slot(host) -> str | None:
+    path = host.srv / "app" / "live_slot"
+    return path.read_text().strip() if path.exists() else None
+
+
+def test_blue_green_deploy_under_load_loses_no_request_and_a_slow_request_finishes_across_the_flip(
+    hosts, make_config, service
+):
+    two = hosts[:2]
+    svc = service(make_config(hosts=two, **blue_green(two)))
+    first = svc.deploy("prod", "v1.0.0", "cli:test")
+    assert first.state is State.SUCCEEDED, first.error
+    assert [through_proxy(h) for h in two] == ["v1.0.0"] * 2 and [live_slot(h) for h in two] == ["blue"] * 2
+    assert [h.current() for h in two] == ["v1.0.0"] * 2 and [live_port(h) for h in two] == ["8001"] * 2
+
+    slow: dict = {}
+    window: dict = {}
+
+    def watch():  # a slow request once the idle slot holds v1.1.0, so it is in flight across the flip
+        link = two[0].srv / "app" / "slots" / "green"
+        if when(lambda: link.is_symlink() and link.readlink().name == "v1.1.0"):
+            slow["reply"] = get(f"http://{two[0].address}:8000/slow?seconds=2", timeout=15)
+
+    def flipped():  # the moment nginx flipped, and what the old slot (users no longer reach it) answers
+        if when(lambda: live_slot(two[0]) == "green"):
+            window["flipped_at"] = time.monotonic()
+            window["old_slot"] = two[0].answering(8001)
+
+    threads = [threading.Thread(target=watch), threading.Thread(target=flipped)]
+    loads = [Load(f"http://{h.address}:8000/", threads=2, max_requests=5000, max_seconds=60) for h in two]
+    for load in loads:
+        load.__enter__()
+    for t in threads:
+        t.start()
+    second = svc.deploy("prod", "v1.1.0", "cli:test")
+    for t in threads:
+        t.join(timeout=30)
+    replies = [r for load in loads for r in load.stop()]
+    assert second.state is State.SUCCEEDED, second.error
+    assert [through_proxy(h) for h in two] == ["v1.1.0"] * 2 and [live_slot(h) for h in two] == ["green"] * 2
+    assert [h.current() for h in two] == ["v1.1.0"] * 2 and [live_port(h) for h in two] == ["8002"] * 2
+    failed = [r for r in replies if not r.ok]
+    assert len(replies) > 100 and failed == [], (len(replies), failed[:3])
+    # the slow request went to the old slot before the flip and completed there after it
+    reply = slow["reply"]
+    assert reply.ok and reply.upstream == "127.0.0.1:8001", reply
+    assert reply.started < window["flipped_at"] < reply.ended
+    # (b) the old slot served on through the window, and was stopped after it
+    assert window["old_slot"] == "v1.0.0"
+    assert [h.answering(8001) for h in two] == [None, None] and not running(slot_pid(two[0], "blue"))
+    stages = [s.stage for s in svc.store.stages(second.id) if s.host == two[0].name]
+    assert stages.index("health") < stages.index("flip") < stages.index("verify") < stages.index("retire")
+
+
+def test_keep_old_slot_keeps_it_warm_and_a_rollback_is_a_flip_without_restart(hosts, make_config, service, cli):
+    two = hosts[:2]
+    config = make_config(hosts=two, **blue_green(two, keep_old_slot=True, verify_seconds=0.3))
+    dry = cli("deploy", "prod", "v1.0.0", "--dry-run", config=config)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "slots: blue on 8001, green on 8002" in dry.stdout and "[flip]" in dry.stdout
+    assert "export APP_SLOT=green PORT=8002 && bin/restart" in dry.stdout and "-s reload -c /root/bg/" in dry.stdout
+    assert "[retire]" not in dry.stdout  # kept warm
+    for version in ("v1.0.0", "v1.1.0"):
+        res = cli("deploy", "prod", version, "--yes", config=config)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "flip" in res.stdout
+    assert [through_proxy(h) for h in two] == ["v1.1.0"] * 2
+    assert [h.answering(8001) for h in two] == ["v1.0.0"] * 2  # kept warm
+    blue = [slot_pid(h, "blue") for h in two]
+    green = [slot_pid(h, "green") for h in two]
+
+    res = cli("rollback", "prod", "v1.0.0", "--reason", "flip back", config=config)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert [through_proxy(h) for h in two] == ["v1.0.0"] * 2 and [live_slot(h) for h in two] == ["blue"] * 2
+    assert [h.current() for h in two] == ["v1.0.0"] * 2
+    # no restart: the same processes serve, and the newer release is still warm on green
+    assert [slot_pid(h, "blue") for h in two] == blue and all(running(p) for p in blue)
+    assert [slot_pid(h, "green") for h in two] == green and [h.answering(8002) for h in two] == ["v1.1.0"] * 2
+    restarts = [c for h in two for c in h.commands() if "APP_SLOT=" in c and "bin/restart" in c]
+    assert len(restarts) == 4  # two deploys on two hosts; none for the rollback
+
+
+def test_a_failed_health_on_the_idle_slot_never_moves_traffic(hosts, make_config, service):
+    two = hosts[:2]
+    overrides = blue_green(two)
+    overrides["health"]["timeout"] = 2  # how long the idle slot gets to answer healthy
+    svc = service(make_config(hosts=two, **overrides))
+    assert svc.deploy("prod", "v1.0.0", "cli:test").state is State.SUCCEEDED
+    with Load(f"http://{two[0].address}:8000/", threads=2, max_requests=3000, max_seconds=60) as load:
+        broken = svc.deploy("prod", "v1.9.0", "cli:test")  # starts, but its /health answers 500
+    assert broken.state is State.FAILED and broken.failed_stage == "health", broken
+    assert [live_port(h) for h in two] == ["8001"] * 2 and [live_slot(h) for h in two] == ["blue"] * 2
+    assert [through_proxy(h) for h in two] == ["v1.0.0"] * 2 and [h.current() for h in two] == ["v1.0.0"] * 2
+    assert [r for r in load.replies if not r.ok] == [] and len(load.replies) > 20
+    assert not [s for s in svc.store.stages(broken.id) if s.stage == "flip"]
+
+
+def test_a_proxy_configuration_nginx_refuses_is_put_back_and_nothing_flips(hosts, make_config, service):
+    two = hosts[:1]
+    overrides = blue_green(two)
+    svc = service(make_config(hosts=two, **overrides))
+    assert svc.deploy("prod", "v1.0.0", "cli:test").state is State.SUCCEEDED
+    before = (two[0].home / "bg" / "live.conf").read_text()
+    overrides["strategy"]["proxy"]["test"] = "sh -c 'echo \"nginx: [emerg] host not found in upstream\" >&2; exit 1'"
+    refused = service(make_config(hosts=two, **overrides)).deploy("prod", "v1.1.0", "cli:test")
+    assert refused.state is State.FAILED and refused.failed_stage == "flip", refused
+    assert "host not found in upstream" in refused.error and "put back" in refused.error
+    assert (two[0].home / "bg" / "live.conf").read_text() == before and live_slot(two[0]) == "blue"
+    assert through_proxy(two[0]) == "v1.0.0" and two[0].current() == "v1.0.0"
+
+
+def test_a_failure_in_the_window_flips_back_without_restarting_the_old_slot(hosts, make_config, service):
+    two = hosts[:2]
+    config = make_config(hosts=two, **blue_green(two, verify_seconds=0.3))
+    assert service(config).deploy("prod", "v1.0.0", "cli:test").state is State.SUCCEEDED
+    data = yaml.safe_load(config.read_text())
+    data["environments"]["prod"]["verify_seconds"] = 5  # a window long enough to break the new slot in it
+    config.write_text(yaml.safe_dump(data))
+    svc = service(config)
+    blue = [slot_pid(h, "blue") for h in two]
+
+    def break_the_new_slot():  # once h1 serves green, its new process dies: the window must fail
+        if when(lambda: live_slot(two[0]) == "green"):
+            two[0].run(f"kill -9 {slot_pid(two[0], 'green')}")
+
+    killer = threading.Thread(target=break_the_new_slot)
+    killer.start()
+    outcome = svc.deploy("prod", "v1.1.0", "cli:test")
+    killer.join(timeout=30)
+    assert outcome.state is State.ROLLED_BACK and outcome.failed_stage == "verify", outcome
+    assert [through_proxy(h) for h in two] == ["v1.0.0"] * 2 and [live_slot(h) for h in two] == ["blue"] * 2
+    assert [h.current() for h in two] == ["v1.0.0"] * 2
+    assert [slot_pid(h, "blue") for h in two] == blue and all(running(p) for p in blue)  # the same processes
+    reverts = [s for s in svc.store.stages(outcome.id) if s.stage == "revert"]
+    assert sorted(s.host for s in reverts) == ["h1", "h2"] and all(s.ok for s in reverts)
+
+
+def test_a_deploy_killed_in_its_window_is_taken_over_by_a_flip_back(hosts, make_config, cli, cli_env, db_path):
+    from tests.test_leases import start_deploy, wait_for_line
+
+    two = hosts[:2]
+    config = make_config(hosts=two, **blue_green(two, verify_seconds=0.3))
+    assert cli("deploy", "prod", "v1.0.0", "--yes", config=config).returncode == 0
+    data = yaml.safe_load(config.read_text())
+    data["environments"]["prod"]["verify_seconds"] = 30  # the next deploy is still in its window when killed
+    config.write_text(yaml.safe_dump(data))
+    blue = [slot_pid(h, "blue") for h in two]
+    doomed = start_deploy(cli_env, config, "v1.1.0", DEPLOYBOT_LEASE_TTL="3")
+    wait_for_line(doomed, "… verify")
+    os.killpg(doomed.pid, signal.SIGKILL)  # the bot dies with green live and blue still running
+    doomed.wait()
+    assert [live_slot(h) for h in two] == ["green"] * 2
+    time.sleep(3.5)  # the lease expires
+    locked = cli("lock", "prod", "--reason", "incident", config=config)  # a changing command takes over first
+    assert locked.returncode == 0, locked.stdout + locked.stderr
+    assert [live_slot(h) for h in two] == ["blue"] * 2 and [through_proxy(h) for h in two] == ["v1.0.0"] * 2
+    assert [slot_pid(h, "blue") for h in two] == blue and all(running(p) for p in blue)  # flipped, not restarted
+    with Store(f"sqlite:///{db_path}") as store:
+        killed = store.list_deployments("prod", limit=2)[0]
+        assert (killed.version, killed.state.value) == ("v1.1.0", "rolled_back")
+
+
+@pytest.mark.parametrize("approver", ["U0PM"])
+def test_blue_green_from_slack(world, hosts, approver):
+    from tests.test_slack_flow import request_message, wait_final
+
+    two = hosts[:2]
+    bot = world(two, approval={"approvers": [approver]}, **blue_green(two))
+    for version in ("v1.0.0", "v1.1.0"):
+        since = len(bot.fake.calls)
+        assert bot.slack.command("/deploy", f"prod {version}", "U0DEV").status_code == 200
+        req = request_message(bot, since=since)
+        value = next(
+            e["value"]
+            for b in req.params["blocks"]
+            if b.get("type") == "actions"
+            for e in b["elements"]
+            if e["action_id"] == "approve"
+        )
+        assert "blue-green" in req.text
+        bot.slack.click("approve", value, approver, req.params["_ts"])
+        final = wait_final(bot, req.params["_ts"])
+        assert "Succeeded* in" in final.text and "flip" in final.text and "retire" in final.text, final.text
+    assert [through_proxy(h) for h in two] == ["v1.1.0"] * 2 and [live_slot(h) for h in two] == ["green"] * 2
+
+
+# ---- the configuration: refused with its reason before anything connects (no root needed) ------------------
+def _config(strategy: dict, url: str = "http://{host}:{port}/health") -> dict:
+    env = {"hosts": ["10.0.0.1"], "path": "/srv/shop", "restart": "bin/restart", "health": {"url": url}}
+    return {
+        "app": {"name": "shop", "artifact": "/tmp/shop-{version}.tar.gz"},
+        "environments": {"prod": {**env, "strategy": strategy}},
+    }
+
+
+PROXY = {"port": 8000, "config": "/etc/nginx/conf.d/shop-live.conf", "test": "nginx -t", "reload": "nginx -s reload"}
+GOOD = {"kind": "blue-green", "slots": {"blue": 8001, "green": 8002}, "proxy": PROXY, "stop": "bin/stop"}
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"slots": None}, "two slots"),
+        ({"slots": {"blue": 8001}}, "two slots"),
+        ({"slots": {"blue": 8001, "green": 8001}}, "distinct ports"),
+        ({"slots": {"blue": 8001, "green": 70000}}, "not in 1..65535"),
+        ({"slots": {"Blue!": 8001, "green": 8002}}, "slot name"),
+        ({"proxy": None}, "proxy: {port, config, test, reload}"),
+        ({"proxy": {**PROXY, "port": 8002}}, "a port of its own"),
+        ({"proxy": {k: v for k, v in PROXY.items() if k != "reload"}}, "reload"),
+        ({"proxy": {**PROXY, "test": ""}}, "test"),
+        ({"stop": None}, "keep_old_slot"),
+    ],
+)
+def test_a_blue_green_strategy_missing_a_part_is_refused_with_its_reason(change, said):
+    with pytest.raises(ConfigError) as err:
+        parse_config(_config({**GOOD, **change}))
+    assert said in str(err.value) and "environments.prod.strategy" in str(err.value)
+
+
+def test_check_config_wants_the_slot_port_in_the_health_url_and_the_proxy_port_outside_a_slot():
+    cfg = parse_config(_config({**GOOD, "keep_old_slot": True, "stop": None}))
+    env = cfg.environment("prod")
+    assert env.health_url(env.hosts[0]) == "http://10.0.0.1:8000/health"  # what users reach: the proxy
+    assert env.health_url(env.hosts[0], 8002) == "http://10.0.0.1:8002/health"  # one slot
+    assert [p for p in problems(cfg) if "health" in p] == []
+    fixed = parse_config(_config(GOOD, url="http://{host}:8001/health"))
+    assert any(p.startswith("environments.prod.health.url: blue-green checks each slot") for p in problems(fixed))
+
+
+# ---- which slot a publish goes to (pure logic; the SSH tests above show it on hosts) -------------------------
+def test_a_slot_is_warm_only_when_it_points_at_the_release_and_answers_healthy_on_it_now():
+    from bot.engine import slots
+    from bot.targets.http import Probe
+
+    env = parse_config(_config(GOOD)).environment("prod")
+    host = env.hosts[0]
+    seen = slots.HostSlots()
+    seen.read("live_slot=blue\nslot:blue=v1.0.0\nslot:green=v0.9.0\ncurrent=v1.0.0\n")
+    assert (seen.known, seen.live, seen.links) == (True, "blue", {"blue": "v1.0.0", "green": "v0.9.0"})
+    asked = []
+
+    def probe(healthy: bool):
+        def answer(url, cfg, expected, timeout=2.0):
+            asked.append(url)
+            return Probe(healthy, "")
+
+        return answer
+
+    cold = slots.choose(env, host, seen, "v1.1.0", probe(True))
+    assert cold == slots.Target("green", 8002, "blue") and asked == []  # nothing on v1.1.0: nobody asked
+    back = slots.choose(env, host, seen, "v0.9.0", probe(True))
+    assert back == slots.Target("green", 8002, "blue", warm=True) and asked == ["http://10.0.0.1:8002/health"]
+    assert slots.choose(env, host, seen, "v0.9.0", probe(False)) == slots.Target("green", 8002, "blue")
+    first = slots.choose(env, host, slots.HostSlots(), "v1.0.0", probe(True))
+    assert first == slots.Target("blue", 8001, None)  # a first deploy: the first slot, nothing to retire
