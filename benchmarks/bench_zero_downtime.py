@@ -10,7 +10,10 @@ non-2xx answer, or times out (10 s).
   rolling-drain-haproxy  one host at a time, taken out through HAProxy's runtime API first, put back when healthy
   rolling-drain-nginx    the same through nginx's upstream file and a graceful reload
 
-Blue-green slots and canary gates are not built yet (see the README); this measures what exists.
+  canary-haproxy         the first host alone for 2 s under the gates, then one host at a time with drain
+  blue-green             each host's own nginx in front of two slots: start the idle slot, check it, flip; the
+                         old slot stays warm (keep_old_slot), so each rollback is a flip back with no restart;
+                         HAProxy in front of the hosts' nginx
 Run as root (network namespaces):  python benchmarks/bench_zero_downtime.py [--hosts 5,20] [--cycles 3] [--rate 200]
 """
 
@@ -37,10 +40,11 @@ from bot.service import DeployService  # noqa: E402
 from bot.store import Store  # noqa: E402
 from tests.balancers import HAProxy, Nginx  # noqa: E402
 from tests.lab.hosts import HostLab  # noqa: E402
+from tests.test_blue_green import blue_green  # noqa: E402
 
 COMMAND = "python benchmarks/bench_zero_downtime.py"
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no http_proxy from the environment
-STRATEGIES = ("in-place", "rolling", "rolling-drain-haproxy", "rolling-drain-nginx")
+STRATEGIES = ("in-place", "rolling", "rolling-drain-haproxy", "rolling-drain-nginx", "canary-haproxy", "blue-green")
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,13 @@ def config(work: Path, lab: HostLab, hosts, artifacts: Path, strategy: str, lb) 
         "min_free_mb": 10,
         "strategy": {"kind": "in-place"} if strategy == "in-place" else {"kind": "rolling", "batch_size": 1},
     }
-    if strategy == "rolling-drain-haproxy":
+    if strategy == "blue-green":  # each host's own nginx (started by measure) in front of its two slots
+        health = env["health"]
+        env.update(blue_green(hosts, keep_old_slot=True, verify_seconds=0))
+        env["health"] = {**health, "url": "http://{host}:{port}/health"}
+    if strategy == "canary-haproxy":
+        env["strategy"] = {"kind": "canary", "canary_hosts": 1, "canary_seconds": 2, "batch_size": 1}
+    if strategy in ("rolling-drain-haproxy", "canary-haproxy"):
         env["traffic"] = {"balancer": "haproxy", "socket": lb.socket, "backend": "app", "port": 8000}
     elif strategy == "rolling-drain-nginx":
         env["traffic"] = {

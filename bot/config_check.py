@@ -59,11 +59,6 @@ def problems(cfg: Config) -> list[str]:
                 f"{at}.traffic: draining needs strategy rolling (or canary) with batches smaller than the "
                 f"{len(env.hosts)} hosts, so some always stay in service"
             )
-        if env.gates.reads_balancer and env.traffic and env.traffic.balancer == "target-group":
-            found.append(
-                f"{at}.gates: a target group counts no requests or 5xx per target; gate on a CloudWatch alarm "
-                "over its HTTPCode_Target_5XX_Count (alarms:) instead of max_5xx / max_error_rate"
-            )
         if env.strategy.kind == "rolling" and env.strategy.batch_size >= len(env.hosts) > 1:
             found.append(
                 f"{at}.strategy.batch_size: {env.strategy.batch_size} covers every host; use in-place "

@@ -337,3 +337,23 @@ def send(url: str, count: int, threads: int = 6, max_seconds: float = 20.0) -> l
         for t in load._threads:
             t.join(timeout=max_seconds + 15)
     return load.replies
+
+
+def started_balancer(kind: str, hosts, folder) -> tuple[HAProxy | Nginx, dict]:
+    """A started HAProxy or nginx in front of `hosts` (their apps on port 8000) and the deploy.yml `traffic:` that
+    names it."""
+    endpoints = [f"{h.address}:8000" for h in hosts]
+    if kind == "haproxy":
+        lb = HAProxy(folder, {f"s{i}": e for i, e in enumerate(endpoints, 1)}).start()
+        return lb, {"balancer": "haproxy", "socket": lb.socket, "backend": "app", "port": 8000, "drain_timeout": 10}
+    lb = Nginx(folder, endpoints).start()
+    return lb, {
+        "balancer": "nginx",
+        "upstream_file": str(lb.upstream),
+        "pid_file": str(lb.pid),
+        "access_log": str(lb.access_log),
+        "port": 8000,
+        "test": f"{lb.command} -t",
+        "reload": f"{lb.command} -s reload",
+        "drain_timeout": 10,
+    }

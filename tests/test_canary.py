@@ -12,28 +12,9 @@ import pytest
 
 from bot.domain import State
 from bot.traffic.base import READY, Backend, poll
-from tests.balancers import HAProxy, Load, Nginx, require
+from tests.balancers import Load, require, started_balancer
 
 GATES = {"max_5xx": 0, "max_error_rate": 0.01, "interval": 0.2}
-
-
-def balancer(kind: str, hosts, folder):
-    """A started balancer in front of `hosts` and the `traffic:` that names it."""
-    endpoints = [f"{h.address}:8000" for h in hosts]
-    if kind == "haproxy":
-        lb = HAProxy(folder, {f"s{i}": e for i, e in enumerate(endpoints, 1)}).start()
-        return lb, {"balancer": "haproxy", "socket": lb.socket, "backend": "app", "port": 8000, "drain_timeout": 10}
-    lb = Nginx(folder, endpoints).start()
-    return lb, {
-        "balancer": "nginx",
-        "upstream_file": str(lb.upstream),
-        "pid_file": str(lb.pid),
-        "access_log": str(lb.access_log),
-        "port": 8000,
-        "test": f"{lb.command} -t",
-        "reload": f"{lb.command} -s reload",
-        "drain_timeout": 10,
-    }
 
 
 def erroring(host, version: str) -> None:
@@ -59,7 +40,7 @@ def test_a_canary_that_trips_a_gate_is_reverted_alone_and_a_good_one_goes_everyw
 ):
     require(kind)
     three = hosts[:3]
-    lb, traffic = balancer(kind, three, tmp_path / kind)
+    lb, traffic = started_balancer(kind, three, tmp_path / kind)
     try:
         strategy = {"kind": "canary", "canary_hosts": 1, "canary_seconds": 2, "batch_size": 1}
         svc = service(make_config(hosts=three, strategy=strategy, traffic=traffic, gates=GATES, verify_seconds=0.3))
@@ -95,7 +76,7 @@ def test_a_canary_that_trips_a_gate_is_reverted_alone_and_a_good_one_goes_everyw
 def test_a_gate_tripping_in_the_verification_window_of_a_rolling_deploy_reverts(hosts, make_config, service, tmp_path):
     require("haproxy")
     three = hosts[:3]
-    lb, traffic = balancer("haproxy", three, tmp_path / "haproxy")
+    lb, traffic = started_balancer("haproxy", three, tmp_path / "haproxy")
     try:
         svc = service(
             make_config(

@@ -9,26 +9,7 @@ import pytest
 
 from bot.domain import State
 from bot.traffic.base import READY, Backend, poll
-from tests.balancers import HAProxy, Load, Nginx, require
-
-
-def _balancer(kind: str, hosts, folder):
-    """A started balancer in front of `hosts` and the deploy.yml `traffic:` that names it."""
-    endpoints = [f"{h.address}:8000" for h in hosts]
-    if kind == "haproxy":
-        lb = HAProxy(folder, {f"s{i}": e for i, e in enumerate(endpoints, 1)}).start()
-        return lb, {"balancer": "haproxy", "socket": lb.socket, "backend": "app", "port": 8000, "drain_timeout": 10}
-    lb = Nginx(folder, endpoints).start()
-    return lb, {
-        "balancer": "nginx",
-        "upstream_file": str(lb.upstream),
-        "pid_file": str(lb.pid),
-        "port": 8000,
-        "access_log": str(lb.access_log),
-        "test": f"{lb.command} -t",
-        "reload": f"{lb.command} -s reload",
-        "drain_timeout": 10,
-    }
+from tests.balancers import Load, require, started_balancer
 
 
 @pytest.mark.parametrize("kind", ["haproxy", "nginx"])
@@ -37,7 +18,7 @@ def test_rolling_with_drain_loses_no_request_deploying_reverting_or_rolling_back
 ):
     require(kind)
     three = hosts[:3]
-    lb, traffic = _balancer(kind, three, tmp_path / kind)
+    lb, traffic = started_balancer(kind, three, tmp_path / kind)
     try:
         svc = service(
             make_config(hosts=three, strategy={"kind": "rolling", "batch_size": 1}, traffic=traffic, verify_seconds=0.5)
