@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from bot.artifact_template import check_template
 from bot.aws.config import Alarms, AWSSettings, EC2Hosts, ECSService, SecretsSource, check_s3_location, is_s3
 from bot.aws.config import OffsiteBackups as _OffsiteBackups
 from bot.aws.config import ecs_target as _ecs_target
@@ -186,8 +187,7 @@ class App(Strict):
     @field_validator("artifact")
     @classmethod
     def _artifact(cls, v: str) -> str:
-        if "{version}" not in v:
-            raise ValueError("artifact must contain {version}")
+        check_template(v)
         if is_s3(v):
             check_s3_location(v)
         if is_url(v) and "@" in urlsplit(v).netloc:

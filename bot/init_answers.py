@@ -8,7 +8,6 @@ problem names its flag and its place in the file.
 from __future__ import annotations
 
 import re
-import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -147,19 +146,6 @@ def _own_checks(a: Answers) -> list[str]:
             )
     if a.env and not NAME.match(a.env):
         found.append(f"--env: environments: {a.env!r} must be letters, digits, `_.-`")
-    if a.artifact:
-        try:
-            fields = {(n, c, f) for _, n, f, c in string.Formatter().parse(a.artifact) if n is not None}
-        except ValueError as exc:
-            found.append(f"--artifact: app.artifact: {exc} (a literal brace is written {{{{ or }}}})")
-            fields = set()
-        odd = sorted(
-            "{" + n + (f"!{c}" if c else "") + (f":{f}" if f else "") + "}"
-            for n, c, f in fields
-            if (n, c, f) != ("version", None, "")
-        )
-        if odd:
-            found.append(f"--artifact: app.artifact: only {{version}} may be replaced, not {', '.join(odd)}")
     return found
 
 

@@ -27,6 +27,9 @@ FIELDS = (
 )
 
 
+QUIET_AT_DEBUG = ("botocore", "boto3", "urllib3", "paramiko", "slack_sdk", "slack_bolt")
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -51,3 +54,5 @@ def setup(level: str | None = None) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level or os.environ.get("LOG_LEVEL", "INFO"), handlers=[handler], force=True)
+    for chatty in QUIET_AT_DEBUG:  # their DEBUG lines carry request headers, signed URLs and bodies
+        logging.getLogger(chatty).setLevel(max(logging.INFO, logging.getLogger().level))

@@ -115,3 +115,23 @@ def aws(moto_server, monkeypatch) -> Cloud:
     cloud = Cloud(moto_server)
     cloud.reset()
     return cloud
+
+
+@pytest.fixture
+def presigned(monkeypatch) -> list[str]:
+    """Every presigned URL the bot signs in this process (artifact GETs, backup PUTs and GETs), in order: what a
+    test looks for in the places none may show up (a host's process list, the logs, Slack)."""
+    from bot.aws import backups, s3
+
+    urls: list[str] = []
+
+    def recording(sign):
+        def signed(*args, **kwargs) -> str:
+            urls.append(url := sign(*args, **kwargs))
+            return url
+
+        return signed
+
+    monkeypatch.setattr(s3, "presigned_url", recording(s3.presigned_url))
+    monkeypatch.setattr(backups, "presigned", recording(backups.presigned))
+    return urls

@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import tarfile
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -55,14 +56,17 @@ def everything_shown(svc, deployment_ids) -> str:
     return json.dumps(rows) + json.dumps([r.detail for r in svc.store.audit_events()], default=str)
 
 
-def test_backup_sets_go_to_s3_with_their_checksum_and_old_ones_are_pruned_by_age(hosts, aws, make_config, service, cli):
+def test_backup_sets_go_to_s3_with_their_checksum_and_old_ones_are_pruned_by_age(
+    hosts, aws, make_config, service, cli, presigned
+):
     two = hosts[:2]
     aws.s3.create_bucket(Bucket=BUCKET)
     svc = service(make_config(two, backup=BACKUP))
     plan = cli("deploy", "prod", "v1.0.0", "--dry-run")
     assert plan.returncode == 0, plan.stderr
     assert f"# copy to s3://{BUCKET}/{PREFIX}<stamp>-<current>/h1.tar (+ .sha256)" in plan.stdout
-    assert "curl -fsS --globoff" in plan.stdout and "'<presigned PUT URL>'" in plan.stdout
+    assert "the presigned PUT URLs come on stdin" in plan.stdout and "X-Amz-" not in plan.stdout
+    assert "IFS= read -r put && IFS= read -r put_sha" in plan.stdout and "| curl -fsS --globoff" in plan.stdout
     assert f"delete the sets under s3://{BUCKET}/{PREFIX} older than 30 days (never the newest)" in plan.stdout
     for h in two:
         db_file(h).write_text(f"orders of {h.name} at v1.0.0\n")
@@ -72,9 +76,13 @@ def test_backup_sets_go_to_s3_with_their_checksum_and_old_ones_are_pruned_by_age
     for key in (f"{PREFIX}{old_name}/h1.tar", f"{PREFIX}{old_name}/h1.tar.sha256"):
         aws.s3.put_object(Bucket=BUCKET, Key=key, Body=b"old")
     aws.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}notes.txt", Body=b"not a backup")  # left alone
-    signatures = set()
-    dep = svc.deploy("prod", "v1.1.0", "cli:test")
-    assert dep.state is State.SUCCEEDED, dep.error
+    with ExitStack() as watching:  # what `ps` shows on each host whenever curl runs there
+        listings = [watching.enter_context(h.process_lists("curl")) for h in two]
+        dep = svc.deploy("prod", "v1.1.0", "cli:test")
+        assert dep.state is State.SUCCEEDED, dep.error
+        listed = dict(zip(two, (f.read_text() for f in listings), strict=True))
+    assert len(presigned) == 2 * 2 * 2  # per deploy and host: the set's PUT URL and its .sha256's
+    signatures = {SIGNATURE.search(url)[1] for url in presigned}
 
     stored = objects(aws)
     assert f"{PREFIX}{old_name}/h1.tar" not in stored and f"{PREFIX}notes.txt" in stored
@@ -94,9 +102,11 @@ def test_backup_sets_go_to_s3_with_their_checksum_and_old_ones_are_pruned_by_age
         assert (h.srv / "app" / "backups" / set_name / "db.txt").exists()  # the local copy stays
         puts = [c for c in h.commands() if "curl -fsS" in c and " -T " in c]
         assert len(puts) == 2  # one per deploy: the set and its .sha256, each through its own presigned URL
-        assert all("X-Amz-Expires=300" in c and len(SIGNATURE.findall(c)) == 2 for c in puts)
-        signatures |= {m for c in puts for m in SIGNATURE.findall(c)}
         assert not any("AWS_SECRET_ACCESS_KEY" in c or "aws_secret" in c.lower() for c in h.commands())
+        # the URLs came on stdin: in no command line that reached the host, in no process list while curl ran
+        assert listed[h].count("=== curl") == 2 and " -T " in listed[h] and f"deploybot-d{dep.id}" in listed[h]
+        for shown in (*h.commands(), listed[h]):
+            assert "X-Amz-" not in shown and not any(s in shown for s in signatures)
     shown = everything_shown(svc, [1, dep.id])
     assert signatures and not any(s in shown for s in signatures)
     assert f"uploaded s3://{BUCKET}/{keys['h1'].removeprefix(f's3://{BUCKET}/')}" in shown
@@ -121,7 +131,7 @@ def test_backup_sets_go_to_s3_with_their_checksum_and_old_ones_are_pruned_by_age
     assert not any(old_name in d["name"] for d in document)
 
 
-def test_rollback_restore_db_fetches_the_set_from_s3_when_the_host_lost_it(hosts, aws, make_config, service):
+def test_rollback_restore_db_fetches_the_set_from_s3_when_the_host_lost_it(hosts, aws, make_config, service, presigned):
     two = hosts[:2]
     aws.s3.create_bucket(Bucket=BUCKET)
     svc = service(make_config(two, backup=BACKUP))
@@ -135,7 +145,10 @@ def test_rollback_restore_db_fetches_the_set_from_s3_when_the_host_lost_it(hosts
         first.run(f"rm -rf /srv/app/backups/{folder.name}")
     assert not list((first.srv / "app" / "backups").iterdir())
 
-    dep = svc.rollback("prod", "cli:test", "v1.0.0", reason="bad migration", restore_db=True)
+    signed = len(presigned)
+    with first.process_lists("curl") as listing:
+        dep = svc.rollback("prod", "cli:test", "v1.0.0", reason="bad migration", restore_db=True)
+        listed = listing.read_text()
     assert dep.state is State.SUCCEEDED, dep.error
     assert db_file(first).read_text() == "orders before v1.1.0\n"  # the restore command ran on the fetched set
     assert first.current() == "v1.0.0" and first.answering() == "v1.0.0"
@@ -143,8 +156,11 @@ def test_rollback_restore_db_fetches_the_set_from_s3_when_the_host_lost_it(hosts
     assert re.fullmatch(rf"s3://{BUCKET}/{PREFIX}\d{{8}}T\d{{6}}-d2-v1\.0\.0/h1\.tar", restored)
     fetches = [c for c in first.commands() if "curl -fsS" in c and '-o "$f"' in c]
     assert len(fetches) == 1 and "sha256sum -c --quiet SHA256SUMS" in fetches[0]
-    signature = SIGNATURE.search(fetches[0])[1]
-    assert signature not in everything_shown(svc, [1, 2, dep.id])
+    (url,) = presigned[signed:]  # the set's GET URL, on the command's stdin
+    signature = SIGNATURE.search(url)[1]
+    assert listed.count("=== curl") == 1 and "restore-" in listed and " -K -" in listed
+    for shown in (*first.commands(), listed, everything_shown(svc, [1, 2, dep.id])):
+        assert signature not in shown and "X-Amz-" not in shown
     assert not [f for f in (first.srv / "app" / ".incoming").iterdir() if f.name.startswith("restore-")]
     assert two[1].commands().count(fetches[0]) == 0  # only the first host restores
 
@@ -237,7 +253,7 @@ def test_an_rds_snapshot_is_taken_before_the_migration_and_a_rollback_restores_i
     }
 
 
-def test_no_presigned_signature_reaches_slack_or_the_logs(world, hosts, aws, caplog):
+def test_no_presigned_signature_reaches_slack_or_the_logs(world, hosts, aws, caplog, presigned):
     caplog.set_level(logging.INFO)  # LOG_LEVEL as served (at DEBUG, botocore itself logs what it signs)
     one = hosts[:1]
     aws.s3.create_bucket(Bucket=BUCKET)
@@ -253,8 +269,9 @@ def test_no_presigned_signature_reaches_slack_or_the_logs(world, hosts, aws, cap
         bot.settle()
     assert [d.state for d in bot.service.store.list_deployments("prod")] == [State.SUCCEEDED] * 2
     assert len(objects(aws)) == 2 * 2  # both sets, each with its .sha256
-    signatures = {m for c in one[0].commands() for m in SIGNATURE.findall(c)}
-    assert len(signatures) == 2 * 2
+    assert len(presigned) == 2 * 2  # the set's PUT URL and its .sha256's, per deploy
+    signatures = {SIGNATURE.search(url)[1] for url in presigned}
+    assert not any("X-Amz-" in c for c in one[0].commands())  # they reached the host on its commands' stdin
     slack = "\n".join(
         json.dumps(c.params) for c in bot.fake.of("chat.postMessage", "chat.update", "chat.postEphemeral")
     )

@@ -65,6 +65,22 @@ def test_credentials_in_the_artifact_url_are_refused_without_showing_them():
     assert "app.artifact" in str(err.value) and "hunter22" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("artifact", "message"),
+    [
+        ("/artifacts/shop.tar.gz", "must contain {version}"),
+        ("/artifacts/{app}-{version}.tar.gz", "only {version} may be replaced, not {app}"),
+        ("/artifacts/shop-{version!r}.tar.gz", r"not \{version!r\}"),
+        ("/artifacts/shop-{version}}.tar.gz", "Single '}' encountered"),
+    ],
+)
+def test_an_artifact_template_fills_in_the_version_and_nothing_else(artifact, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config({**BASE, "app": {"name": "shop", "artifact": artifact}})
+    literal = parse_config({**BASE, "app": {"name": "shop", "artifact": "/a/{{x}}-{version}.tgz"}})
+    assert literal.artifact_for("v1.2.0") == "/a/{x}-v1.2.0.tgz"
+
+
 def test_unknown_keys_are_typos_not_silence():
     bad = {**BASE, "environments": {"prod": {**BASE["environments"]["prod"], "restrat": "x"}}}
     with pytest.raises(ConfigError, match="environments.prod.restrat"):

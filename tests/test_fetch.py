@@ -56,7 +56,8 @@ def test_hosts_download_the_artifact_and_check_it(hosts, fetching, store_dir, la
         svc = fetching(url, count=3)
         plan = cli("deploy", "prod", "v1.1.0", "--dry-run")
         assert plan.returncode == 0, plan.stderr
-        assert f'-o "$f" {url}/sampleapp-v1.1.0.tar.gz' in plan.stdout  # the host's own download, as it runs
+        assert f"artifact: {url}/sampleapp-v1.1.0.tar.gz" in plan.stdout
+        assert '-o "$f" -K -' in plan.stdout and url not in plan.stdout.split("commands on")[1]  # the URL: on stdin
         assert hashlib.sha256(data).hexdigest() in plan.stdout
         for version in ("v1.0.0", "v1.1.0"):
             dep = svc.deploy("prod", version, "cli:test")
@@ -64,8 +65,9 @@ def test_hosts_download_the_artifact_and_check_it(hosts, fetching, store_dir, la
     for h in three:
         assert h.current() == "v1.1.0" and h.answering() == "v1.1.0"
         # the host fetched v1.1.0 itself and checked it against the published checksum
-        download = [c for c in h.commands() if f'-o "$f" {url}/sampleapp-v1.1.0.tar.gz' in c]
+        download = [c for c in h.commands() if "sampleapp-v1.1.0.tar.gz" in c and '-o "$f" -K -' in c]
         assert len(download) == 1 and f'[ "$got" != {hashlib.sha256(data).hexdigest()} ]' in download[0]
+        assert not any(url in c for c in h.commands())  # the URLs came on the commands' stdin
         assert not any("sftp-server" in c for c in h.commands())  # nothing went through the bot
         assert not list((h.srv / "app" / ".incoming").iterdir())
     uploads = [s for s in svc.store.stages(dep.id) if s.stage == "upload" and s.host]
@@ -119,3 +121,17 @@ def test_a_store_gone_after_preflight_fails_the_download_and_nothing_switches(ho
     assert dep.state is State.FAILED and dep.failed_stage == "upload"
     assert dep.error.count("download of the artifact failed on this host") == 2
     assert_nothing_switched(two)
+
+
+def test_a_host_without_curl_downloads_with_wget_and_no_url_shows_in_its_process_list(hosts, fetching, store_dir, lab):
+    host = hosts[0]
+    store = artifact_store(store_dir, lab.services_address)
+    with store as url, host.without("curl"), host.process_lists("wget") as listing:
+        dep = fetching(url, count=1).deploy("prod", "v1.0.0", "cli:test")
+        listed = listing.read_text()
+    assert dep.state is State.SUCCEEDED, dep.error
+    assert host.current() == "v1.0.0" and host.answering() == "v1.0.0"  # the bytes checked against the sha256
+    # preflight's check (a HEAD: --spider) and the download, each reading its URL from stdin
+    assert listed.count("=== wget") == 2 and "--spider" in listed and " -i -" in listed
+    for shown in (*host.commands(), listed):
+        assert url not in shown

@@ -36,6 +36,7 @@ LAYERS = [
         "bot.aws.config",
         "bot.traffic.config",
         "bot.gates_config",
+        "bot.artifact_template",
     ),
     ("bot.targets", "bot.store", "bot.traffic", "bot.aws"),
     ("bot.engine",),

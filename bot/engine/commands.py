@@ -9,6 +9,7 @@ from shlex import quote as q
 
 from bot.config import Backup, Environment
 from bot.domain import Stage
+from bot.engine import stdin_urls
 from bot.targets.base import Command
 
 CURRENT_MARK = "current="
@@ -41,6 +42,7 @@ def preflight(
     receive them."""
     env_file = f"{path}/shared/.env"
     lines = [
+        *([stdin_urls.read("U")] if fetch_url else []),
         f"P={q(path)}",
         'd="$P"; while [ ! -d "$d" ]; do d=$(dirname "$d"); done',
         """free=$(df -Pk "$d" | awk 'NR==2{print $4}')""",
@@ -74,13 +76,14 @@ def preflight(
             else {"curl": "-I --connect-timeout 5 --max-time 15 -o /dev/null", "wget": "--spider -T 15 -t 1"}
         )
         lines.append(
-            _http(fetch_url, **probe)
+            stdin_urls.http("U", **probe)
             + ' || { echo "this host cannot download the artifact (app.upload: fetch)" >&2; exit 9; }'
         )
     if env_from_bot:
         lines.append(f"(umask 077 && mkdir -p {q(incoming_dir(path))} && chmod 700 {q(incoming_dir(path))}) || exit 9")
     lines.append(f'echo "{CURRENT_MARK}${{cur##*/}}"')
-    return Command(Stage.PREFLIGHT, "\n".join(lines), need_release, timeout=env.ssh.connect_timeout + 30)
+    stdin = stdin_urls.lines(fetch_url) if fetch_url else None
+    return Command(Stage.PREFLIGHT, "\n".join(lines), need_release, timeout=env.ssh.connect_timeout + 30, stdin=stdin)
 
 
 def merge_env(path: str, incoming: str, keys: tuple[str, ...]) -> Command:
@@ -160,34 +163,28 @@ def prepare_upload(path: str) -> Command:
     return Command(Stage.UPLOAD, _folders(path))
 
 
-def download(path: str, url: str, remote_file: str) -> str:
-    """The host fetches the artifact itself (app.upload: fetch); unpack() checks it as it would an upload."""
+def download(path: str, remote_file: str) -> str:
+    """The host fetches the artifact itself (app.upload: fetch; the URL on stdin); unpack() checks it as an upload."""
     return "\n".join(
         [
+            stdin_urls.read("U"),
             _folders(path) + " || exit 9",
             f"f={q(remote_file)}",
             # a store that stalls (under 1 KB/s for 30 s) is given up instead of holding the stage for command_timeout
-            _http(
-                url, curl='--connect-timeout 10 --speed-limit 1024 --speed-time 30 -o "$f"', wget='-T 30 -t 1 -O "$f"'
+            stdin_urls.http(
+                "U",
+                curl='--connect-timeout 10 --speed-limit 1024 --speed-time 30 -o "$f"',
+                wget='-T 30 -t 1 -O "$f"',
             )
             + ' || { rm -f "$f"; echo "download of the artifact failed on this host" >&2; exit 9; }',
         ]
     )
 
 
-def _http(url: str, *, curl: str, wget: str) -> str:
-    """A GET (or HEAD) with whichever of curl and wget the host has; both follow redirects and fail on 4xx/5xx."""
-    return (
-        f"if command -v curl >/dev/null 2>&1; then curl -fsSL --globoff {curl} {q(url)}; "
-        f"elif command -v wget >/dev/null 2>&1; then wget -q {wget} {q(url)}; "
-        'else echo "neither curl nor wget on this host: app.upload fetch needs one" >&2; exit 9; fi'
-    )
-
-
 def unpack(path: str, remote_file: str, sha256: str, version: str, download_from: str | None = None) -> Command:
     """Verify the checksum on the host, then unpack beside the final folder and move it in: never half a release."""
     rel = f"{path}/releases/{version}"
-    lines = [download(path, download_from, remote_file)] if download_from else []
+    lines = [download(path, remote_file)] if download_from else []
     return Command(
         Stage.UPLOAD,
         "\n".join(
@@ -209,6 +206,7 @@ def unpack(path: str, remote_file: str, sha256: str, version: str, download_from
             ]
         ),
         version,
+        stdin=stdin_urls.lines(download_from) if download_from else None,
     )
 
 

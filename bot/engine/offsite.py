@@ -4,8 +4,9 @@
 The flow table lists these as commands (`commands_for` returns them, so the dry run shows them); they are
 carried out from the bot by OffsiteFleet, a fleet around the real one whose targets take these ops and pass
 every other command through. The bot signs a URL for each object a host PUTs or GETs (valid
-aws.presign_seconds), so no credential reaches a host; the URLs sit only in the host's own command line, and
-the signature is masked wherever deploybot shows one (bot/redact.py).
+aws.presign_seconds), so no credential reaches a host; the URLs reach the host's command on its stdin, never in
+any process list there (bot/engine/stdin_urls.py), and the signature is masked wherever deploybot shows one
+(bot/redact.py).
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from shlex import quote as q
 
 from bot.config import Environment, Host
 from bot.domain import Kind, Stage
-from bot.engine import commands
+from bot.engine import commands, stdin_urls
 from bot.targets.base import Command
 
 S3_UPLOAD, S3_FETCH, S3_PRUNE, RDS_RESTORE = "s3_backup", "s3_fetch", "s3_prune", "rds_restore"
 OPS = (S3_UPLOAD, S3_FETCH, S3_PRUNE, Stage.SNAPSHOT, RDS_RESTORE)
-_CURL = "curl -fsS --globoff --connect-timeout 10 --speed-limit 1024 --speed-time 30"
+_CURL = "-fsS --globoff --connect-timeout 10 --speed-limit 1024 --speed-time 30"  # curl's options
 
 
 def set_name(stamp: str, current: str | None) -> str:
@@ -38,8 +39,11 @@ def after_backup(app: str, env: Environment, host: Host, stamp: str, current: st
     if env.backup.s3 is None:
         return []
     name = set_name(stamp, current)
-    shell = pack_and_put(env.host_path(host), name, host.name, "<presigned PUT URL>", "<presigned PUT URL>")
-    text = f"# copy to {where(env, app)}{name}/{host.name}.tar (+ .sha256), then the bot checks the object\n{shell}"
+    shell = pack_and_put(env.host_path(host), name, host.name)
+    text = (
+        f"# copy to {where(env, app)}{name}/{host.name}.tar (+ .sha256), then the bot checks the object; "
+        f"the presigned PUT URLs come on stdin\n{shell}"
+    )
     return [Command(S3_UPLOAD, text, name)]
 
 
@@ -89,12 +93,14 @@ def snapshots(plan) -> bool:
 
 
 # ---- the host's side ----------------------------------------------------------------------------------------
-def pack_and_put(path: str, name: str, host: str, put_url: str, sha_url: str) -> str:
-    """Tar the set, checksum it, PUT both through presigned URLs; print what the bot checks S3 against."""
+def pack_and_put(path: str, name: str, host: str) -> str:
+    """Tar the set, checksum it, PUT both through the presigned URLs on stdin (the set's, then its .sha256's);
+    print what the bot checks S3 against."""
     backups, incoming = f"{path}/backups", commands.incoming_dir(path)
     return "\n".join(
         [
             "set -e",
+            stdin_urls.read("put", "put_sha"),
             f'if [ ! -d {q(backups + "/" + name)} ]; then echo "no backup set {name} here: nothing to upload"; '
             'echo "uploaded=none"; exit 0; fi',
             'command -v curl >/dev/null 2>&1 || { echo "backup.s3 needs curl on the host" >&2; exit 9; }',
@@ -104,24 +110,26 @@ def pack_and_put(path: str, name: str, host: str, put_url: str, sha_url: str) ->
             f'tar -cf "$f" -C {q(backups)} {q(name)}',
             "sha=$(sha256sum \"$f\" | cut -d' ' -f1)",
             f'printf \'%s  %s\\n\' "$sha" {q(host + ".tar")} > "$f.sha256"',
-            f'{_CURL} -T "$f" {q(put_url)} -o /dev/null',
-            f'{_CURL} -T "$f.sha256" {q(sha_url)} -o /dev/null',
+            stdin_urls.curl_for("put", f'{_CURL} -T "$f" -o /dev/null'),
+            stdin_urls.curl_for("put_sha", f'{_CURL} -T "$f.sha256" -o /dev/null'),
             'echo "uploaded sha256=$sha md5=$(md5sum "$f" | cut -d\' \' -f1) size=$(wc -c < "$f" | tr -d \' \')"',
         ]
     )
 
 
-def fetch_set(path: str, name: str, url: str, sha256: str) -> str:
-    """Download a set, check it against its published sha256 and its own SHA256SUMS, then move it into backups/."""
+def fetch_set(path: str, name: str, sha256: str) -> str:
+    """Download a set (from the presigned URL on stdin), check it against its published sha256 and its own
+    SHA256SUMS, then move it into backups/."""
     backups, incoming = f"{path}/backups", commands.incoming_dir(path)
     tmp = f"{backups}/.{name}.tmp"
     return "\n".join(
         [
             "set -e",
+            stdin_urls.read("url"),
             f"mkdir -p {q(incoming)} {q(backups)}",
             f"f={q(f'{incoming}/restore-{name}.tar')}",
             f"""trap 'rm -rf "$f" {q(tmp)}' EXIT""",
-            f'{_CURL} -o "$f" {q(url)}',
+            stdin_urls.curl_for("url", f'{_CURL} -o "$f"'),
             "got=$(sha256sum \"$f\" | cut -d' ' -f1)",
             f'if [ "$got" != {q(sha256)} ]; then echo "checksum mismatch: expected {sha256}, got $got" >&2; exit 5; fi',
             f'rm -rf {q(tmp)} && mkdir -p {q(tmp)} && tar -xf "$f" -C {q(tmp)}',

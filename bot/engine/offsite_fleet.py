@@ -10,7 +10,7 @@ from collections.abc import Callable
 from bot.aws.config import AWSSettings
 from bot.config import Environment, Host
 from bot.domain import Stage
-from bot.engine import offsite
+from bot.engine import offsite, stdin_urls
 from bot.engine.plan import Plan
 from bot.targets.base import Command, Result, Target
 
@@ -66,8 +66,9 @@ class OffsiteFleet:
         key = backups.key_for(cfg, self.plan.app, env.name, name, host.name)
         put = backups.presigned(self.aws, "PUT", cfg.bucket, key)
         put_sha = backups.presigned(self.aws, "PUT", cfg.bucket, key + backups.SHA_SUFFIX)
-        shell = offsite.pack_and_put(env.host_path(host), name, host.name, put, put_sha)
-        res = inner.run(Command(command.op, shell, name, command.timeout, tag=command.tag))
+        shell = offsite.pack_and_put(env.host_path(host), name, host.name)
+        urls = stdin_urls.lines(put, put_sha)
+        res = inner.run(Command(command.op, shell, name, command.timeout, tag=command.tag, stdin=urls))
         if not res.ok:
             return Result(host.name, command, res.exit_code, res.stdout, res.stderr, res.error)
         if "uploaded=none" in res.stdout:
@@ -96,7 +97,8 @@ class OffsiteFleet:
             return Result(host.name, command, 8, stderr=missing)
         sha = backups.read_sha256(self.aws, stored)
         url = backups.presigned(self.aws, "GET", stored.bucket, stored.key)
-        res = inner.run(Command(command.op, offsite.fetch_set(path, stored.name, url, sha), version, tag=command.tag))
+        shell, urls = offsite.fetch_set(path, stored.name, sha), stdin_urls.lines(url)
+        res = inner.run(Command(command.op, shell, version, tag=command.tag, stdin=urls))
         if res.ok:
             self.records.add("s3_restored_from", stored.location)
         return Result(host.name, command, res.exit_code, f"{res.stdout}\nfrom {stored.location}", res.stderr, res.error)

@@ -3,7 +3,7 @@ carries its command, never as an exception, so a stage records exactly what ran 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -11,7 +11,7 @@ from typing import Protocol
 @dataclass(frozen=True)
 class Command:
     """One operation on a host: `op` names it (the stage, or `put`, `read_current`), `shell` is the exact text a
-    shell runs (what --dry-run prints, redacted), `version` the release it concerns, if any."""
+    shell runs (what --dry-run prints, redacted), `version` the release it concerns, if any, `stdin` its input."""
 
     op: str
     shell: str
@@ -20,6 +20,9 @@ class Command:
     files: tuple[Path, str] | None = None  # `put`: (local file, remote path)
     tag: str = "deploybot"  # the process name it runs under on the host (its deployment: deploybot-d42), so a
     #                         take-over can stop what a dead bot left running there
+    # what the command reads first on its stdin: URLs that must stay out of every process list on the host (see
+    # bot/engine/stdin_urls.py); never stored, shown or printed (the shell names only the variables it reads)
+    stdin: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,12 @@ class LocalTarget:
             ["sh", "-c", command.shell, command.tag],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if command.stdin is None else subprocess.PIPE,
             text=True,
             start_new_session=True,
         )
         try:
-            out, err = proc.communicate(timeout=timeout)
+            out, err = proc.communicate(command.stdin, timeout=timeout)
         except subprocess.TimeoutExpired:  # the command and everything it started, not just the shell
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import shlex
 import socket
 import threading
@@ -11,7 +12,7 @@ from pathlib import Path
 import paramiko
 from fabric import Config as FabricConfig
 from fabric import Connection
-from invoke.exceptions import CommandTimedOut
+from invoke.exceptions import CommandTimedOut, ThreadException
 
 from bot.config import Host, SSHOptions
 from bot.targets.base import Command, Result, put_command
@@ -91,7 +92,8 @@ class SSHTarget:
             conn = self._connection()
             # the host enforces the timeout itself, a little before we give up waiting: a command we stop waiting
             # for must not go on running there (without a terminal, sshd sends it no hangup when we disconnect)
-            res = conn.run(bounded(command.shell, timeout, command.tag), timeout=timeout + 10, in_stream=False)
+            shell = bounded(command.shell, timeout, command.tag)
+            res = conn.run(shell, timeout=timeout + 10, in_stream=_stdin(command.stdin))
             if res.exited in TIMED_OUT:
                 return Result(
                     self.name,
@@ -120,6 +122,9 @@ class SSHTarget:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.close()
             return Result(self.name, command, None, error=f"{self.name}: connection lost: {exc}")
+        except ThreadException:  # sending its stdin failed: the channel closed under it
+            self.close()
+            return Result(self.name, command, None, error=f"{self.name}: connection lost while sending the input")
 
     def put(self, local: Path, remote: str) -> Result:
         """SFTP the file; a put that fails leaves no partial file behind (a host whose disk just filled stays
@@ -151,6 +156,19 @@ class SSHTarget:
                         self._conn.close()  # a connection whose host is gone: closed either way
                 finally:
                     self._conn = None
+
+
+class _Whole(io.StringIO):
+    """invoke reads a stream that is no terminal one character at a time, napping 10 ms in between (a presigned URL
+    took 10 s); this one hands over all it holds at once, then EOF, on which invoke closes the remote stdin."""
+
+    def read(self, size: int | None = -1) -> str:
+        return super().read()
+
+
+def _stdin(text: str | None) -> _Whole | bool:
+    """The command's stdin, or none at all (False: invoke sends nothing and never waits on our own stdin)."""
+    return _Whole(text) if text is not None else False
 
 
 def _why(exc: BaseException) -> str:

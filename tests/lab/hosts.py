@@ -364,6 +364,48 @@ class LabHost:
         finally:
             self.run(f"umount -l {quoted}")
 
+    @contextlib.contextmanager
+    def process_lists(self, *tools: str) -> Iterator[Path]:
+        """While the block runs, each of `tools` (curl, wget) on this host first appends `=== <tool>` and the
+        command line of every process on the machine (`ps -eww -o args=`, what any user of the host can read) to
+        the file yielded, then runs as itself: the process list while the command that started it still runs.
+        Done inside the host only (a script bound over the tool in its mount namespace)."""
+        log = self.dir / "process-lists.txt"
+        log.write_text("")
+        placed: list[str] = []
+        try:
+            for tool in tools:
+                path = shutil.which(tool, path=HOST_ENV["PATH"])
+                assert path, f"no {tool} on this machine"
+                real, script = self.dir / f"{tool}.real", self.dir / f"{tool}.listing"
+                shutil.copy2(path, real)
+                script.write_text(
+                    f'#!/bin/sh\n{{ echo "=== {tool}"; ps -eww -o args=; }} >> {shlex.quote(str(log))}\n'
+                    f'exec {shlex.quote(str(real))} "$@"\n'
+                )
+                script.chmod(0o755)
+                self.run(f"mount --bind {shlex.quote(str(script))} {shlex.quote(path)}", check=True)
+                placed.append(path)
+            yield log
+        finally:
+            for path in placed:
+                self.run(f"umount {shlex.quote(path)}")
+
+    @contextlib.contextmanager
+    def without(self, tool: str) -> Iterator[None]:
+        """`tool` missing on this host while the block runs: an empty file that is not executable is bound over it
+        in its mount namespace, so `command -v` (dash) does not find it."""
+        path = shutil.which(tool, path=HOST_ENV["PATH"])
+        assert path, f"no {tool} on this machine"
+        empty = self.dir / f"{tool}.missing"
+        empty.write_text("")
+        empty.chmod(0o644)
+        self.run(f"mount --bind {shlex.quote(str(empty))} {shlex.quote(path)}", check=True)
+        try:
+            yield
+        finally:
+            self.run(f"umount {shlex.quote(path)}")
+
     def processes(self, include_sshd: bool = False) -> list[Proc]:
         """Processes in the host (zombies included, see Proc.alive); sshd and its sessions left out by default."""
         found = [p for p in map(proc, netns_pids(self.netns)) if p is not None]
