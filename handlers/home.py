@@ -20,16 +20,18 @@ from __future__ import annotations
 
 import json
 
+from pydantic import ValidationError
 from slack_bolt import Ack, App
 
 from bot.domain import AuditAction
 from bot.executors import Busy
-from bot.service import Refused
+from bot.service import Refused, migrations
 from handlers import blocks, home_blocks
 from handlers.actions import rollback_submit
 from handlers.blocks import esc
 from handlers.commands import BUSY
 from handlers.context import Bot
+from handlers.parsing import MAX_REASON, DeployArgs
 
 
 def register(app: App, bot: Bot) -> None:
@@ -107,7 +109,12 @@ def open_deploy_form(bot: Bot, user: str, env: str, trigger_id: str) -> None:
     except Refused as exc:
         return publish_home(bot, user, _refused(exc))
     view = home_blocks.deploy_modal(
-        env, bot.service.environments.recorded_version(env), last_channel(bot, env), config.production
+        env,
+        bot.service.environments.recorded_version(env),
+        last_channel(bot, env),
+        config.production,
+        asks_migration=migrations.needs_confirmation(config),
+        has_alarms=config.alarms is not None,
     )
     bot.client.views_open(trigger_id=trigger_id, view=view)
 
@@ -177,8 +184,22 @@ def deploy_submit(bot: Bot, ack: Ack, body: dict, view: dict) -> None:
     if not channel:
         ack(response_action="errors", errors={"channel": "Pick the channel to post the request in."})
         return
+    confirmed = bool(_element(view, "confirm_migration").get("selected_options"))
+    typed = _element(view, "override_alarms").get("value") or ""
     try:
-        dep = bot.service.requests.deploy(env, version, user, meta={"slack_channel": channel})
+        reason = DeployArgs(env=env, version=version, override_alarms=typed)
+    except ValidationError:
+        ack(response_action="errors", errors={"override_alarms": f"Plain text, at most {MAX_REASON} characters."})
+        return
+    try:
+        dep = bot.service.requests.deploy(
+            env,
+            version,
+            user,
+            meta={"slack_channel": channel},
+            confirm_migration=confirmed,
+            override_alarms=reason.override_alarms.strip(),
+        )
     except Refused as exc:
         ack(response_action="errors", errors={"version": str(exc)[:300]})
         return

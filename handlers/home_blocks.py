@@ -150,10 +150,19 @@ def _when(at: datetime) -> str:
 
 
 # ---- the forms the buttons open ----------------------------------------------------------------------------
-def deploy_modal(env: str, current: str | None, channel: str | None, production: bool = False) -> dict:
+def deploy_modal(
+    env: str,
+    current: str | None,
+    channel: str | None,
+    production: bool = False,
+    *,
+    asks_migration: bool = False,
+    has_alarms: bool = False,
+) -> dict:
     """Environment fixed, version typed, channel picked: the request is posted there, as `/deploy ENV VERSION`
     typed in that channel would post it. Slack gives the submission a response_url for the picked channel, so a
-    channel deploybot cannot post in is reported privately there, as for the slash command."""
+    channel deploybot cannot post in is reported privately there, as for the slash command. Where the slash
+    command would take `confirm-migration` or `override-alarms REASON`, the form has them too."""
     picker: dict = {
         "type": "conversations_select",
         "action_id": "channel",
@@ -198,7 +207,39 @@ def deploy_modal(env: str, current: str | None, channel: str | None, production:
                 },
                 "element": picker,
             },
+            *([_confirm_migration_input()] if asks_migration else []),
+            *([_override_alarms_input()] if has_alarms else []),
         ],
+    }
+
+
+def _confirm_migration_input() -> dict:
+    return {
+        "type": "input",
+        "block_id": "confirm_migration",
+        "optional": True,
+        "label": {"type": "plain_text", "text": "Migration"},
+        "element": {
+            "type": "checkboxes",
+            "action_id": "confirm_migration",
+            "options": [
+                {
+                    "text": {"type": "plain_text", "text": "The old release keeps working with the new schema"},
+                    "value": "confirmed",
+                }
+            ],
+        },
+    }
+
+
+def _override_alarms_input() -> dict:
+    return {
+        "type": "input",
+        "block_id": "override_alarms",
+        "optional": True,
+        "label": {"type": "plain_text", "text": "Start although a CloudWatch alarm fires, because"},
+        "hint": {"type": "plain_text", "text": "Leave empty unless you mean it: the reason goes into the audit trail."},
+        "element": {"type": "plain_text_input", "action_id": "override_alarms", "max_length": 200},
     }
 
 

@@ -12,6 +12,8 @@ import yaml
 
 from bot.domain import State
 from bot.service import Refused
+from tests.slack_client import text_input
+from tests.test_home import channel_pick, click_home, open_home, opened_form, response_url_for, submit
 
 pytest_plugins = ("tests.aws_lab",)  # the moto_server and aws fixtures
 
@@ -82,3 +84,34 @@ def test_slack_refuses_a_deploy_while_an_alarm_fires_and_override_alarms_with_a_
         [r.detail for r in bot.service.store.audit_events()], default=str
     )
     assert "sk_live_4242abcd" not in everything
+
+
+def test_the_home_deploy_form_overrides_a_firing_alarm_only_with_a_reason(world, hosts, aws):
+    one = hosts[:1]
+    aws.alarm("sampleapp-prod-5xx")
+    aws.set_alarm("sampleapp-prod-5xx", "ALARM", REASON)
+    bot = world(one, alarms={"prefix": "sampleapp-prod-"}, approval={"approvers": [PM]})
+    mark = bot.fake.mark()
+    click_home(bot, open_home(bot, DEV), "home_deploy", DEV)
+    form = opened_form(bot, mark)
+    assert [b.get("block_id") for b in form["blocks"] if b["type"] == "input"] == [
+        "version",
+        "channel",
+        "override_alarms",
+    ]
+    values = {"version": text_input("v1.0.0"), "channel": channel_pick("C0OTHER")}
+    r = submit(bot, form, {**values, "override_alarms": text_input("")}, DEV)
+    assert r.json()["response_action"] == "errors"
+    assert "sampleapp-prod-5xx is in ALARM" in r.json()["errors"]["version"]
+    r = submit(bot, form, {**values, "override_alarms": text_input("x" * 201)}, DEV)
+    assert "at most 200 characters" in r.json()["errors"]["override_alarms"]
+    assert bot.service.environments.history("prod") == []  # nothing recorded, nothing ran
+
+    mark = bot.fake.mark()
+    reason = text_input("hotfix for incident 42, token=abcd1234efgh")
+    r = submit(bot, form, {**values, "override_alarms": reason}, DEV, response_url_for(bot, "C0OTHER", "alarm"))
+    assert r.status_code == 200 and not r.text.strip(), r.text
+    request = bot.fake.wait_for(lambda: next(iter(bot.fake.of("chat.postMessage", since=mark)), None))
+    assert "CloudWatch alarms overridden: hotfix for incident 42, token=***" in request.text
+    row = next(r for r in bot.service.store.audit_events() if r.action == "deploy_requested")
+    assert row.actor == DEV and row.detail["alarms_overridden"]["reason"] == "hotfix for incident 42, token=***"

@@ -166,6 +166,7 @@ def test_cli_deploys_a_new_revision_and_rolls_back_to_the_previous_and_to_a_name
     plan = cli("deploy", "prod", "v1.1.0", "--dry-run", config=aws.config)
     assert plan.returncode == 0, plan.stderr
     assert "commands on ecs:shop/web:" in plan.stdout
+    assert "to prod (ECS service web in cluster shop, its rolling update)" in plan.stdout
     assert "stages: preflight -> upload -> switch -> restart -> health -> verify" in plan.stdout
     assert "container app's image set to registry.example/shop:v1.1.0" in plan.stdout
     assert len(aws.revisions()) == 1  # a dry run registers nothing

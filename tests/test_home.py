@@ -335,3 +335,33 @@ def test_a_user_who_may_not_deploy_is_refused_as_by_the_slash_command(world, hos
     assert hosts[0].current() is None
     refused = [a for a in actions(bot) if a[0] == EVE]
     assert refused == [(EVE, "refused", "refused"), (EVE, "refused", "refused")]
+
+
+def test_the_deploy_form_asks_for_the_migration_confirmation_where_the_slash_command_would(world, hosts):
+    three = hosts[:3]
+    canary = {"kind": "canary", "canary_hosts": 1, "canary_seconds": 0.5, "batch_size": 1}
+    bot = world(three, strategy=canary, migrations="unchecked", approval={"approvers": [PM]})
+    mark = bot.fake.mark()
+    click_home(bot, open_home(bot, DEV), "home_deploy", DEV)
+    form = opened_form(bot, mark)
+    within_slack_limits(form)
+    assert [b.get("block_id") for b in form["blocks"] if b["type"] == "input"] == [
+        "version",
+        "channel",
+        "confirm_migration",  # no alarms in this environment: no override field
+    ]
+    values = {"version": text_input("v1.0.0"), "channel": channel_pick("C0OTHER")}
+    unchecked = {"type": "checkboxes", "selected_options": []}
+    r = submit(bot, form, {**values, "confirm_migration": unchecked}, DEV)
+    assert r.json()["response_action"] == "errors" and "old release keeps serving" in r.json()["errors"]["version"]
+    assert bot.service.environments.history("prod") == []
+
+    checked = {"type": "checkboxes", "selected_options": [{"value": "confirmed"}]}
+    mark = bot.fake.mark()
+    r = submit(bot, form, {**values, "confirm_migration": checked}, DEV, response_url_for(bot, "C0OTHER", "mig"))
+    assert r.status_code == 200 and not r.text.strip(), r.text
+    req = request_message(bot, mark)
+    assert "the requester confirmed" in req.text
+    bot.slack.click("approve", str(deployment_id(req)), PM, req.params["_ts"], channel="C0OTHER")
+    assert "Succeeded* in" in wait_final(bot, req.params["_ts"]).text
+    assert [h.answering() for h in three] == ["v1.0.0"] * 3

@@ -51,11 +51,12 @@ class Plan:
         """The dry run: hosts, batches, then every phase of the flow table with the exact commands on the first
         host (the others differ only by their path and health URL). Callers redact before showing it."""
         env = self.env
-        lines = [
-            f"{self.kind.value} {self.app} {self.version} to {env.name} ({env.strategy.kind}"
-            + (f", batches of {env.strategy.batch_size}" if env.strategy.kind in ("rolling", "canary") else "")
-            + ")"
-        ]
+        how = f"{env.strategy.kind}" + (
+            f", batches of {env.strategy.batch_size}" if env.strategy.kind in ("rolling", "canary") else ""
+        )
+        if env.ecs is not None:  # ECS replaces the service's tasks itself, by its deployment configuration
+            how = f"ECS service {env.ecs.service} in cluster {env.ecs.cluster}, its rolling update"
+        lines = [f"{self.kind.value} {self.app} {self.version} to {env.name} ({how})"]
         if env.strategy.slots:  # blue-green: the commands below publish on the idle slot, whichever it is then
             slots = ", ".join(f"{name} on {port}" for name, port in env.strategy.slots.items())
             lines.append(f"slots: {slots}; shown as if {next(iter(env.strategy.slots))} were live")

@@ -148,8 +148,7 @@ class AuditMixin:
             last = s.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)).first()
             seq, prev_hash = (last.seq + 1, last.hash) if last else (1, GENESIS)
             at = now()
-            digest = row_hash(
-                prev_hash,
+            fields = dict(
                 seq=seq,
                 at=at,
                 actor=actor,
@@ -160,19 +159,7 @@ class AuditMixin:
                 deployment_id=deployment_id,
                 detail=detail,
             )
-            row = AuditEvent(
-                seq=seq,
-                at=at,
-                actor=actor,
-                action=action,
-                environment=environment,
-                version=version,
-                outcome=outcome,
-                deployment_id=deployment_id,
-                detail=detail,
-                prev_hash=prev_hash,
-                hash=digest,
-            )
+            row = AuditEvent(**fields, prev_hash=prev_hash, hash=row_hash(prev_hash, **fields))
             s.add(row)
             s.flush()
             return to_record(AuditRecord, row)
