@@ -147,7 +147,7 @@ class Runs(UseCases):
                 dep.version,
                 Kind.ROLLBACK,
                 restore_db_from=dep.version if dep.restore_db else None,
-                hosts=tuple(self.hosts(env)),
+                hosts=tuple(self.hosts(env, dep.requested_by, dep.version)),
                 shared_env=self.shared_env(env),
             )
         return self.plan_deploy(dep.environment, dep.version, dep.requested_by, deployment_id=dep.id)
