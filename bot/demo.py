@@ -227,13 +227,7 @@ def blue_green_chapter(service: DeployService, console, developer: str, pm: str,
             results.append("Succeeded" in console.text(ts))
         before = (shared / "app-blue.pid").read_text().strip()
         say(f"\n== {good[0]} still runs on the blue slot (pid {before}), kept warm: /rollback is a flip back")
-        console.command(developer, f"/rollback {BG_ENV} {good[0]}")
-        console.settle()
-        view = console.client.views[-1]
-        initial = next(b for b in view["blocks"] if b.get("block_id") == "version")["element"]["initial_option"]
-        reason = {"type": "plain_text_input", "value": "demo: flip back to the warm slot"}
-        console.submit(developer, {"version": {"type": "static_select", "selected_option": initial}, "reason": reason})
-        console.settle()
+        console.rollback(developer, f"/rollback {BG_ENV} {good[0]}", "demo: flip back to the warm slot")
         results.append("Succeeded" in console.text(console.last_message()))
         after = (shared / "app-blue.pid").read_text().strip()
         say(f"\n== the blue slot serves again with the same process (pid {after}): nothing restarted")

@@ -133,6 +133,20 @@ class Console:
             )
         )
 
+    def rollback(self, user: str, line: str, reason: str) -> None:
+        """`/rollback ...` typed, then its form submitted as it opened (the version it offers) with `reason`."""
+        self.command(user, line)
+        self.settle()
+        version = next(b for b in self.client.views[-1]["blocks"] if b.get("block_id") == "version")["element"]
+        self.submit(
+            user,
+            {
+                "version": {"type": "static_select", "selected_option": version["initial_option"]},
+                "reason": {"type": "plain_text_input", "value": reason},
+            },
+        )
+        self.settle()
+
     def open_home(self, user: str) -> None:
         """Open deploybot's App Home tab as `user` (an app_home_opened event)."""
         self.client.say(f"\n@{user} opens deploybot's Home tab")
@@ -213,13 +227,7 @@ def run_story(
                 console.command(developer, f"/deploy status {env}")
                 console.settle()
         say(f"\n== @{developer} rolls {env} back to the previous good release with /rollback (a form opens)")
-        console.command(developer, f"/rollback {env}")
-        console.settle()
-        view = console.client.views[-1]
-        initial = next(b for b in view["blocks"] if b.get("block_id") == "version")["element"]["initial_option"]
-        reason = {"type": "plain_text_input", "value": "demo: back to the previous release"}
-        console.submit(developer, {"version": {"type": "static_select", "selected_option": initial}, "reason": reason})
-        console.settle()
+        console.rollback(developer, f"/rollback {env}", "demo: back to the previous release")
         results.append("Succeeded" in console.text(console.last_message()))
         say("\n== the Home tab: every environment at a glance, with buttons for what the commands do")
         console.open_home(pm)
