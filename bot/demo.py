@@ -150,12 +150,13 @@ def blue_green_environment(root: Path, free_port, approvers: list[str]) -> dict 
     folder, (proxy, blue, green) = root / "nginx", (free_port() for _ in range(3))
     folder.mkdir(parents=True, exist_ok=True)
     temp = "".join(f"{k}_temp_path {folder}/{k}_temp; " for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    (folder / "live.conf").write_text(f"upstream deploybot_live {{ server 127.0.0.1:{blue}; }}\n")
+    # until deploybot's first flip writes its snippet there (and reloads nginx once): the first slot
+    (folder / "live.conf").write_text(f"set $deploybot_live 127.0.0.1:{blue};\n")
     (folder / "nginx.conf").write_text(
         ("user root;\n" if os.geteuid() == 0 else "")
         + f"worker_processes 1;\npid {folder}/nginx.pid;\nerror_log {folder}/error.log;\n"
-        f"events {{ worker_connections 256; }}\nhttp {{ access_log off; {temp}\n  include {folder}/live.conf;\n"
-        f"  server {{ listen 127.0.0.1:{proxy}; location / {{ proxy_pass http://deploybot_live; }} }}\n}}\n"
+        f"events {{ worker_connections 256; }}\nhttp {{ access_log off; {temp}\n  server {{ listen 127.0.0.1:{proxy};"
+        f" include {folder}/live.conf; location / {{ proxy_pass http://$deploybot_live; }} }}\n}}\n"
     )
     command = f"{nginx} -c {folder}/nginx.conf -e {folder}/error.log"
     if subprocess.run(f"{command} -t -q && {command}", shell=True, capture_output=True).returncode:
@@ -225,12 +226,13 @@ def blue_green_chapter(service: DeployService, console, developer: str, pm: str,
             console.click(pm, "approve", ts)
             console.settle()
             results.append("Succeeded" in console.text(ts))
-        before = (shared / "app-blue.pid").read_text().strip()
-        say(f"\n== {good[0]} still runs on the blue slot (pid {before}), kept warm: /rollback is a flip back")
+        warm = next(s for s in slots if (Path(env.path) / "slots" / s).resolve().name == good[0])
+        before = (shared / f"app-{warm}.pid").read_text().strip()
+        say(f"\n== {good[0]} still runs on the {warm} slot (pid {before}), kept warm: /rollback is a flip back")
         console.rollback(developer, f"/rollback {BG_ENV} {good[0]}", "demo: flip back to the warm slot")
         results.append("Succeeded" in console.text(console.last_message()))
-        after = (shared / "app-blue.pid").read_text().strip()
-        say(f"\n== the blue slot serves again with the same process (pid {after}): nothing restarted")
+        after = (shared / f"app-{warm}.pid").read_text().strip()
+        say(f"\n== the {warm} slot serves again with the same process (pid {after}): nothing restarted")
         results.append(before == after)
     finally:
         console.close()

@@ -32,10 +32,10 @@ http {{
   access_log {bg}/access.log;
   client_body_temp_path {bg}/client_body_temp; proxy_temp_path {bg}/proxy_temp;
   fastcgi_temp_path {bg}/fastcgi_temp; uwsgi_temp_path {bg}/uwsgi_temp; scgi_temp_path {bg}/scgi_temp;
-  include {bg}/live.conf;
   server {{
     listen 8000;
-    location / {{ proxy_pass http://deploybot_live; add_header X-Upstream $upstream_addr always; }}
+    include {bg}/live.conf;
+    location / {{ proxy_pass http://$deploybot_live; add_header X-Upstream $upstream_addr always; }}
   }}
 }}
 """
@@ -48,7 +48,8 @@ def start_proxy(host) -> str:
     folder = host.home / "bg"
     folder.mkdir(exist_ok=True)
     (folder / "nginx.conf").write_text(NGINX_CONF.format(bg=BG))
-    (folder / "live.conf").write_text("upstream deploybot_live { server 127.0.0.1:8001; }\n")
+    # what a team starts from, before deploybot's first flip on the host writes its snippet (and reloads once)
+    (folder / "live.conf").write_text("set $deploybot_live 127.0.0.1:8001;\n")
     options = f"-c {BG}/nginx.conf -e {BG}/error.log"
     deadline = time.monotonic() + 10
     # the reset before this test killed the previous test's nginx: its port may take a moment to be free
@@ -86,7 +87,8 @@ def through_proxy(host) -> str | None:
 
 
 def live_port(host) -> str:
-    return (host.home / "bg" / "live.conf").read_text().split("127.0.0.1:")[1].split(";")[0]
+    """The slot port a user's request through the host's nginx reached."""
+    return get(f"http://{host.address}:8000/").upstream.rsplit(":", 1)[1]
 
 
 def slot_pid(host, slot: str) -> int:
@@ -111,9 +113,9 @@ def when(condition, timeout: float = 60):
     return False
 
 
-def live_slot(host) -> str | None:
-    path = host.srv / "app" / "live_slot"
-    return path.read_text().strip() if path.exists() else None
+def live_slot(host) -> str:
+    """The slot the host's nginx sends requests to: green while its marker exists."""
+    return "green" if (host.srv / "app" / "slots" / "green.live").exists() else "blue"
 
 
 def test_blue_green_deploy_under_load_loses_no_request_and_a_slow_request_finishes_across_the_flip(
@@ -123,21 +125,22 @@ def test_blue_green_deploy_under_load_loses_no_request_and_a_slow_request_finish
     svc = service(make_config(hosts=two, **blue_green(two)))
     first = svc.deploy("prod", "v1.0.0", "cli:test")
     assert first.state is State.SUCCEEDED, first.error
-    assert [through_proxy(h) for h in two] == ["v1.0.0"] * 2 and [live_slot(h) for h in two] == ["blue"] * 2
-    assert [h.current() for h in two] == ["v1.0.0"] * 2 and [live_port(h) for h in two] == ["8001"] * 2
+    # nginx starts on blue, so the first release goes to the idle slot, green
+    assert [through_proxy(h) for h in two] == ["v1.0.0"] * 2 and [live_slot(h) for h in two] == ["green"] * 2
+    assert [h.current() for h in two] == ["v1.0.0"] * 2 and [live_port(h) for h in two] == ["8002"] * 2
 
     slow: dict = {}
     window: dict = {}
 
     def watch():  # a slow request once the idle slot holds v1.1.0, so it is in flight across the flip
-        link = two[0].srv / "app" / "slots" / "green"
+        link = two[0].srv / "app" / "slots" / "blue"
         if when(lambda: link.is_symlink() and link.readlink().name == "v1.1.0"):
             slow["reply"] = get(f"http://{two[0].address}:8000/slow?seconds=2", timeout=15)
 
     def flipped():  # the moment nginx flipped, and what the old slot (users no longer reach it) answers
-        if when(lambda: live_slot(two[0]) == "green"):
+        if when(lambda: live_slot(two[0]) == "blue"):
             window["flipped_at"] = time.monotonic()
-            window["old_slot"] = two[0].answering(8001)
+            window["old_slot"] = two[0].answering(8002)
 
     threads = [threading.Thread(target=watch), threading.Thread(target=flipped)]
     loads = [Load(f"http://{h.address}:8000/", threads=2, max_requests=5000, max_seconds=60) for h in two]
@@ -150,22 +153,22 @@ def test_blue_green_deploy_under_load_loses_no_request_and_a_slow_request_finish
         t.join(timeout=30)
     replies = [r for load in loads for r in load.stop()]
     assert second.state is State.SUCCEEDED, second.error
-    assert [through_proxy(h) for h in two] == ["v1.1.0"] * 2 and [live_slot(h) for h in two] == ["green"] * 2
-    assert [h.current() for h in two] == ["v1.1.0"] * 2 and [live_port(h) for h in two] == ["8002"] * 2
+    assert [through_proxy(h) for h in two] == ["v1.1.0"] * 2 and [live_slot(h) for h in two] == ["blue"] * 2
+    assert [h.current() for h in two] == ["v1.1.0"] * 2 and [live_port(h) for h in two] == ["8001"] * 2
     failed = [r for r in replies if not r.ok]
     assert len(replies) > 100 and failed == [], (len(replies), failed[:3])
     # the slow request went to the old slot before the flip and completed there after it
     reply = slow["reply"]
-    assert reply.ok and reply.upstream == "127.0.0.1:8001", reply
+    assert reply.ok and reply.upstream == "127.0.0.1:8002", reply
     assert reply.started < window["flipped_at"] < reply.ended
     # (b) the old slot served on through the window, and was stopped after it
     assert window["old_slot"] == "v1.0.0"
-    assert [h.answering(8001) for h in two] == [None, None] and not running(slot_pid(two[0], "blue"))
+    assert [h.answering(8002) for h in two] == [None, None] and not running(slot_pid(two[0], "green"))
     stages = [s.stage for s in svc.store.stages(second.id) if s.host == two[0].name]
     assert stages.index("health") < stages.index("flip") < stages.index("verify") < stages.index("retire")
 
 
-def test_keep_old_slot_keeps_it_warm_and_a_rollback_is_a_flip_without_restart(hosts, make_config, service, cli):
+def test_keep_old_slot_keeps_it_warm_and_a_rollback_is_a_flip_without_restart(hosts, make_config, cli, db_path):
     two = hosts[:2]
     config = make_config(hosts=two, **blue_green(two, keep_old_slot=True, verify_seconds=0.3))
     dry = cli("deploy", "prod", "v1.0.0", "--dry-run", config=config)
@@ -178,17 +181,27 @@ def test_keep_old_slot_keeps_it_warm_and_a_rollback_is_a_flip_without_restart(ho
         assert res.returncode == 0, res.stdout + res.stderr
         assert "flip" in res.stdout
     assert [through_proxy(h) for h in two] == ["v1.1.0"] * 2
-    assert [h.answering(8001) for h in two] == ["v1.0.0"] * 2  # kept warm
+    assert [h.answering(8002) for h in two] == ["v1.0.0"] * 2  # kept warm on green
     blue = [slot_pid(h, "blue") for h in two]
     green = [slot_pid(h, "green") for h in two]
+    before = {h.name: len(h.commands()) for h in two}
 
     res = cli("rollback", "prod", "v1.0.0", "--reason", "flip back", config=config)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert [through_proxy(h) for h in two] == ["v1.0.0"] * 2 and [live_slot(h) for h in two] == ["blue"] * 2
+    assert [through_proxy(h) for h in two] == ["v1.0.0"] * 2 and [live_slot(h) for h in two] == ["green"] * 2
     assert [h.current() for h in two] == ["v1.0.0"] * 2
-    # no restart: the same processes serve, and the newer release is still warm on green
-    assert [slot_pid(h, "blue") for h in two] == blue and all(running(p) for p in blue)
-    assert [slot_pid(h, "green") for h in two] == green and [h.answering(8002) for h in two] == ["v1.1.0"] * 2
+    # no restart: the same processes serve, and the newer release is still warm on blue
+    assert [slot_pid(h, "green") for h in two] == green and all(running(p) for p in green)
+    assert [slot_pid(h, "blue") for h in two] == blue and [h.answering(8001) for h in two] == ["v1.1.0"] * 2
+    # the rollback was one command per host, the flip: no preflight, no reload of nginx
+    ran = {h.name: h.commands()[before[h.name] :] for h in two}
+    assert all(len(cmds) == 1 and "green.live" in cmds[0] for cmds in ran.values()), ran
+    assert "stages: flip\n" in res.stdout
+    with Store(f"sqlite:///{db_path}") as store:
+        rollback = store.list_deployments("prod", limit=1)[0]
+        rows = [(s.stage, s.host, s.ok) for s in store.stages(rollback.id)]
+        assert sorted(rows) == [("flip", "h1", True), ("flip", "h2", True)]
+        assert all("it already ran, no restart" in s.excerpt for s in store.stages(rollback.id))
     restarts = [c for h in two for c in h.commands() if "APP_SLOT=" in c and "bin/restart" in c]
     assert len(restarts) == 4  # two deploys on two hosts; none for the rollback
 
@@ -202,24 +215,26 @@ def test_a_failed_health_on_the_idle_slot_never_moves_traffic(hosts, make_config
     with Load(f"http://{two[0].address}:8000/", threads=2, max_requests=3000, max_seconds=60) as load:
         broken = svc.deploy("prod", "v1.9.0", "cli:test")  # starts, but its /health answers 500
     assert broken.state is State.FAILED and broken.failed_stage == "health", broken
-    assert [live_port(h) for h in two] == ["8001"] * 2 and [live_slot(h) for h in two] == ["blue"] * 2
+    assert [live_port(h) for h in two] == ["8002"] * 2 and [live_slot(h) for h in two] == ["green"] * 2
     assert [through_proxy(h) for h in two] == ["v1.0.0"] * 2 and [h.current() for h in two] == ["v1.0.0"] * 2
     assert [r for r in load.replies if not r.ok] == [] and len(load.replies) > 20
     assert not [s for s in svc.store.stages(broken.id) if s.stage == "flip"]
 
 
-def test_a_proxy_configuration_nginx_refuses_is_put_back_and_nothing_flips(hosts, make_config, service):
-    two = hosts[:1]
-    overrides = blue_green(two)
-    svc = service(make_config(hosts=two, **overrides))
+def test_a_snippet_nginx_refuses_is_put_back_and_nothing_flips(hosts, make_config, service):
+    one = hosts[:1]
+    overrides = blue_green(one)
+    svc = service(make_config(hosts=one, **overrides))
     assert svc.deploy("prod", "v1.0.0", "cli:test").state is State.SUCCEEDED
-    before = (two[0].home / "bg" / "live.conf").read_text()
-    overrides["strategy"]["proxy"]["test"] = "sh -c 'echo \"nginx: [emerg] host not found in upstream\" >&2; exit 1'"
-    refused = service(make_config(hosts=two, **overrides)).deploy("prod", "v1.1.0", "cli:test")
+    before = (one[0].home / "bg" / "live.conf").read_text()
+    assert "green.live" in before  # the first flip wrote deploybot's snippet (and reloaded nginx once)
+    # a snippet naming another variable: nginx.conf's proxy_pass still uses $deploybot_live, so nginx -t refuses
+    overrides["strategy"]["proxy"]["variable"] = "shop_live"
+    refused = service(make_config(hosts=one, **overrides)).deploy("prod", "v1.1.0", "cli:test")
     assert refused.state is State.FAILED and refused.failed_stage == "flip", refused
-    assert "host not found in upstream" in refused.error and "put back" in refused.error
-    assert (two[0].home / "bg" / "live.conf").read_text() == before and live_slot(two[0]) == "blue"
-    assert through_proxy(two[0]) == "v1.0.0" and two[0].current() == "v1.0.0"
+    assert 'unknown "deploybot_live" variable' in refused.error and "put back" in refused.error
+    assert (one[0].home / "bg" / "live.conf").read_text() == before and live_slot(one[0]) == "green"
+    assert through_proxy(one[0]) == "v1.0.0" and one[0].current() == "v1.0.0"
 
 
 def test_a_failure_in_the_window_flips_back_without_restarting_the_old_slot(hosts, make_config, service):
@@ -230,20 +245,20 @@ def test_a_failure_in_the_window_flips_back_without_restarting_the_old_slot(host
     data["environments"]["prod"]["verify_seconds"] = 5  # a window long enough to break the new slot in it
     config.write_text(yaml.safe_dump(data))
     svc = service(config)
-    blue = [slot_pid(h, "blue") for h in two]
+    green = [slot_pid(h, "green") for h in two]
 
-    def break_the_new_slot():  # once h1 serves green, its new process dies: the window must fail
-        if when(lambda: live_slot(two[0]) == "green"):
-            two[0].run(f"kill -9 {slot_pid(two[0], 'green')}")
+    def break_the_new_slot():  # once h1 serves blue, its new process dies: the window must fail
+        if when(lambda: live_slot(two[0]) == "blue"):
+            two[0].run(f"kill -9 {slot_pid(two[0], 'blue')}")
 
     killer = threading.Thread(target=break_the_new_slot)
     killer.start()
     outcome = svc.deploy("prod", "v1.1.0", "cli:test")
     killer.join(timeout=30)
     assert outcome.state is State.ROLLED_BACK and outcome.failed_stage == "verify", outcome
-    assert [through_proxy(h) for h in two] == ["v1.0.0"] * 2 and [live_slot(h) for h in two] == ["blue"] * 2
+    assert [through_proxy(h) for h in two] == ["v1.0.0"] * 2 and [live_slot(h) for h in two] == ["green"] * 2
     assert [h.current() for h in two] == ["v1.0.0"] * 2
-    assert [slot_pid(h, "blue") for h in two] == blue and all(running(p) for p in blue)  # the same processes
+    assert [slot_pid(h, "green") for h in two] == green and all(running(p) for p in green)  # the same processes
     reverts = [s for s in svc.store.stages(outcome.id) if s.stage == "revert"]
     assert sorted(s.host for s in reverts) == ["h1", "h2"] and all(s.ok for s in reverts)
 
@@ -257,17 +272,17 @@ def test_a_deploy_killed_in_its_window_is_taken_over_by_a_flip_back(hosts, make_
     data = yaml.safe_load(config.read_text())
     data["environments"]["prod"]["verify_seconds"] = 30  # the next deploy is still in its window when killed
     config.write_text(yaml.safe_dump(data))
-    blue = [slot_pid(h, "blue") for h in two]
+    green = [slot_pid(h, "green") for h in two]
     doomed = start_deploy(cli_env, config, "v1.1.0", DEPLOYBOT_LEASE_TTL="3")
     wait_for_line(doomed, "… verify")
     os.killpg(doomed.pid, signal.SIGKILL)  # the bot dies with green live and blue still running
     doomed.wait()
-    assert [live_slot(h) for h in two] == ["green"] * 2
+    assert [live_slot(h) for h in two] == ["blue"] * 2
     time.sleep(3.5)  # the lease expires
     locked = cli("lock", "prod", "--reason", "incident", config=config)  # a changing command takes over first
     assert locked.returncode == 0, locked.stdout + locked.stderr
-    assert [live_slot(h) for h in two] == ["blue"] * 2 and [through_proxy(h) for h in two] == ["v1.0.0"] * 2
-    assert [slot_pid(h, "blue") for h in two] == blue and all(running(p) for p in blue)  # flipped, not restarted
+    assert [live_slot(h) for h in two] == ["green"] * 2 and [through_proxy(h) for h in two] == ["v1.0.0"] * 2
+    assert [slot_pid(h, "green") for h in two] == green and all(running(p) for p in green)  # flipped, not restarted
     with Store(f"sqlite:///{db_path}") as store:
         killed = store.list_deployments("prod", limit=2)[0]
         assert (killed.version, killed.state.value) == ("v1.1.0", "rolled_back")
@@ -294,7 +309,7 @@ def test_blue_green_from_slack(world, hosts, approver):
         bot.slack.click("approve", value, approver, req.params["_ts"])
         final = wait_final(bot, req.params["_ts"])
         assert "Succeeded* in" in final.text and "flip" in final.text and "retire" in final.text, final.text
-    assert [through_proxy(h) for h in two] == ["v1.1.0"] * 2 and [live_slot(h) for h in two] == ["green"] * 2
+    assert [through_proxy(h) for h in two] == ["v1.1.0"] * 2 and [live_slot(h) for h in two] == ["blue"] * 2
 
 
 # ---- the configuration: refused with its reason before anything connects (no root needed) ------------------

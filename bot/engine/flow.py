@@ -58,13 +58,18 @@ def _deploying(plan: Plan) -> bool:
     return plan.kind is Kind.DEPLOY
 
 
+def _not_warm(plan: Plan) -> bool:
+    """A blue-green rollback to slots that already run the release and answer healthy is only the flip."""
+    return not plan.warm_slots
+
+
 def _balanced(plan: Plan) -> bool:
     """A balancer fronts the hosts: each batch leaves it before switching and comes back once healthy."""
     return plan.env.traffic is not None
 
 
 FLOW: tuple[PhaseRow, ...] = (
-    PhaseRow(Phase.STARTING, (Step(Stage.PREFLIGHT), Step(Stage.BACKUP, when=_deploying))),
+    PhaseRow(Phase.STARTING, (Step(Stage.PREFLIGHT, when=_not_warm), Step(Stage.BACKUP, when=_deploying))),
     PhaseRow(
         Phase.UPDATING,
         (
@@ -87,9 +92,9 @@ FLOW: tuple[PhaseRow, ...] = (
         Phase.PUBLISHING,
         (
             Step(Stage.DRAIN, when=_balanced, barrier=True),
-            Step(Stage.SWITCH),
-            Step(Stage.RESTART),
-            Step(Stage.HEALTH),
+            Step(Stage.SWITCH, when=_not_warm),
+            Step(Stage.RESTART, when=_not_warm),
+            Step(Stage.HEALTH, when=_not_warm),
             Step(Stage.FLIP, when=lambda p: slots.is_blue_green(p.env)),
             Step(Stage.RESTORE, when=_balanced),
             Step(Stage.CANARY, when=lambda p: _deploying(p) and p.env.strategy.kind == "canary", first_batch_only=True),

@@ -82,7 +82,8 @@ class Pipeline:
         self.pool = pool
         self.events = events
         self.cancel_requested = cancel_requested
-        self.hosts = {h.name: HostState(h) for h in plan.hosts}
+        warm = plan.warm_slots or {}
+        self.hosts = {h.name: HostState(h, slots=HostSlots(target=warm.get(h.name))) for h in plan.hosts}
         self.balancer = balance.Balancer(self.env, pool)  # opened at the first drain
         self.windows = gates.Windows(self)  # the health stage and every gated window (the service adds alarms)
         self.stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + f"-d{plan.deployment_id}"

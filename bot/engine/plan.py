@@ -12,6 +12,7 @@ from bot.engine.artifact import Artifact
 
 if TYPE_CHECKING:
     from bot.aws.secrets import SharedEnv
+    from bot.engine.slots import Target
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,9 @@ class Plan:
     expect_current: bool = False  # a good deploy happened before: a host without `current` means a wrong path
     hosts: tuple[Host, ...] = field(default=())  # empty: the environment's listed hosts
     shared_env: SharedEnv | None = None  # values for shared/.env (from a secret), written during preflight
+    # blue-green rollback: every host already runs the release on a healthy slot (host name -> that slot), so
+    # publishing is only the flip: no preflight, no switch, restart or health on the host
+    warm_slots: dict[str, Target] | None = None
 
     def __post_init__(self) -> None:
         if not self.hosts:

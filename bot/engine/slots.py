@@ -1,13 +1,17 @@
 """Blue-green slots on each host: two releases side by side, each on its own port, behind the host's own nginx.
 
-Layout beside Capistrano's: {path}/slots/<slot> -> ../releases/<v>, {path}/live_slot names the slot the proxy
-sends requests to, and {path}/current follows the live slot, so status, preflight and rollbacks read it as ever.
+Layout beside Capistrano's: {path}/slots/<slot> -> ../releases/<v>, and {path}/current follows the live slot, so
+status, preflight and rollbacks read it as ever. Which slot is live is one file nginx itself reads: the second
+slot serves while {path}/slots/<second>.live exists, the first otherwise (the snippet below, included in the
+app's nginx `server {}`, checks it on each request). A flip creates or removes that file: traffic moves at once,
+with no reload; requests in flight finish on the slot they reached.
 
 Publishing a release on a host: switch points the idle slot at the release, restart starts that slot (its own
-PORT and APP_SLOT), health asks that slot's own URL for the version, and only then flip rewrites the proxy's
-upstream file to that slot's port, tests it and reloads gracefully (nginx's old workers finish the requests they
-hold). A slot that already runs the release and answers healthy (the old slot during the verification window, or
-one kept warm) is flipped to without switch or restart: a revert or a rollback to it is one command per host.
+PORT and APP_SLOT), health asks that slot's own URL for the version, and only then flip moves the marker. A
+slot that already runs the release and answers healthy (the old slot during the verification window, or one
+kept warm) is flipped to without switch or restart: a revert, or a rollback to it, is one command per host.
+nginx is reloaded (gracefully, tested first) only when the snippet itself must change: the first flip on a
+host, or new slot ports.
 """
 
 from __future__ import annotations
@@ -108,7 +112,11 @@ def example(env: Environment) -> HostSlots:
 
 def read(env: Environment, path: str) -> Command:
     """Read the live slot and what each slot points at (with `current`, as preflight's last word)."""
-    lines = [f"P={q(path)}", f'echo "{LIVE_MARK}$(cat "$P/live_slot" 2>/dev/null)"']
+    first, second = list(env.strategy.slots or {})
+    lines = [
+        f"P={q(path)}",
+        f'if [ -f {q(marker(env, path))} ]; then echo "{LIVE_MARK}{second}"; else echo "{LIVE_MARK}{first}"; fi',
+    ]
     for slot in env.strategy.slots or {}:
         lines.append(f'l=$(readlink "$P/slots/{slot}" 2>/dev/null || true); echo "{LINK_MARK}{slot}=${{l##*/}}"')
     lines.append(f'cur=$(readlink "$P/current" 2>/dev/null || true); echo "{commands.CURRENT_MARK}${{cur##*/}}"')
@@ -166,25 +174,52 @@ def commands_for(stage: Stage, plan: Plan, host: Host, seen: HostSlots | None, v
     return [commands.in_release(Stage.RESTART, path, version, run)]
 
 
-def flip(env: Environment, path: str, target: Target, version: str) -> Command:
-    """Point the host's proxy at the slot: write the upstream file, test it (a refusal puts it back and nothing
-    moves), reload gracefully, wait until the workers from before the reload take no new request, then record
-    the live slot and move `current` with it."""
+def marker(env: Environment, path: str) -> str:
+    """The file whose presence makes the second slot live."""
+    return f"{path}/slots/{list(env.strategy.slots or {})[1]}.live"
+
+
+def snippet(env: Environment, path: str) -> str:
+    """What the app's nginx `server {}` includes (the proxy's `config`): the live slot's address in a variable, by
+    the marker. The file check is a stat per request; open_file_cache is off here so that no cache hides a flip."""
     proxy = env.strategy.proxy
     assert proxy is not None
-    block = f"upstream {proxy.upstream} {{ server 127.0.0.1:{target.port}; }}"
+    (first, one), (second, other) = (env.strategy.slots or {}).items()
+    var = f"${proxy.variable}"
+    return "\n".join(
+        [
+            f"# written by deploybot: slot {first} serves, or slot {second} while the marker below exists",
+            "open_file_cache off;",
+            f"set {var} 127.0.0.1:{one};",
+            f"if (-f {marker(env, path)}) {{ set {var} 127.0.0.1:{other}; }}",
+        ]
+    )
+
+
+def flip(env: Environment, path: str, target: Target, version: str) -> Command:
+    """Send the host's traffic to the slot: check the slot holds the release, make sure nginx runs the current
+    snippet (written, tested and reloaded gracefully only if it differs: a refusal puts the file back and nothing
+    moves), then create or remove the marker and move `current` with it."""
+    proxy = env.strategy.proxy
+    assert proxy is not None
     limit = int(proxy.reload_timeout * 100)
+    second = list(env.strategy.slots or {})[1]
+    move = ': > "$M"' if target.slot == second else 'rm -f "$M"'
+    said = f"live slot {target.slot} (port {target.port}) serves {version}"
     lines = [
         "set -e",
-        f"P={q(path)}; F={q(proxy.config)}",
-        f"test -d {q(path + '/releases/' + version)}",
+        f"P={q(path)}; F={q(proxy.config)}; M={q(marker(env, path))}",
+        f'if [ "$(readlink "$P/slots/{target.slot}" 2>/dev/null)" != {q("../releases/" + version)} ]; then '
+        f'echo "slot {target.slot} does not hold {version}: nothing flipped" >&2; exit 12; fi',
+        f"want={q(snippet(env, path))}",
+        'if [ "$(cat "$F" 2>/dev/null || true)" != "$want" ]; then',
         f"master=$(cat {q(proxy.pid_file)} 2>/dev/null || true); old=''",
         'if [ -n "$master" ]; then old=$(ps -o pid=,args= --ppid "$master" | '
         "awk '/worker process/ && !/shutting down/ {print $1}'); fi",
         'before=$(cat "$F" 2>/dev/null || true)',
-        f"printf '%s\\n' {q(f'# written by deploybot: live slot {target.slot} ({version})')} {q(block)} > \"$F\"",
+        'printf \'%s\\n\' "$want" > "$F"',
         f'if ! out=$({proxy.test} 2>&1); then printf \'%s\\n\' "$before" > "$F"; printf \'%s\\n\' "$out" >&2; '
-        f'echo "the proxy refused the new upstream; $F was put back and traffic did not move" >&2; exit 10; fi',
+        f'echo "the proxy refused deploybot\'s snippet; $F was put back and traffic did not move" >&2; exit 10; fi',
         proxy.reload,
         # a worker from before is done taking requests once gone, a zombie, or titled "shutting down" (nginx tells
         # the old workers so about 0.1 s after the reload, once the new ones run); read from /proc, no ps per poll
@@ -194,8 +229,25 @@ def flip(env: Environment, path: str, target: Target, version: str) -> Command:
         f'for w in $old; do while [ $n -lt {limit} ] && ! gone "$w"; do sleep 0.01; n=$((n + 1)); done; done',
         f'if [ $n -ge {limit} ]; then echo "nginx did not take up $F within {proxy.reload_timeout:g}s of the reload '
         '(its workers from before still take requests); see its error log" >&2; exit 11; fi',
-        f'echo {q(target.slot)} > "$P/live_slot.tmp" && mv -f "$P/live_slot.tmp" "$P/live_slot"',
+        "fi",
+        move,
         f'ln -sfn {q("releases/" + version)} "$P/current.tmp" && mv -Tf "$P/current.tmp" "$P/current"',
-        f"echo {q(f'live slot {target.slot} (port {target.port}) serves {version}')}",
+        f"echo {q(said + (': it already ran, no restart' if target.warm else ''))}",
     ]
     return Command(Stage.FLIP, "\n".join(lines), version)
+
+
+def warm(env: Environment, hosts, version: str, fleet) -> dict[str, Target] | None:
+    """A rollback that only flips: on every host, a slot already answering `version` healthy (asked over HTTP,
+    nothing over SSH; the flip itself checks the slot holds that release). None when a host has no such slot:
+    that rollback takes the whole path, preflight, start and check on the idle slot."""
+    from bot.targets.pool import on_hosts
+
+    def find(host: Host) -> Target | None:
+        for slot, port in (env.strategy.slots or {}).items():
+            if fleet.probe(env.health_url(host, port), env.health, version, timeout=min(1.0, env.health.timeout)).ok:
+                return Target(slot, port, None, warm=True)
+        return None
+
+    found = on_hosts(list(hosts), find, env.ssh.parallel)
+    return None if None in found else {h.name: t for h, t in zip(hosts, found, strict=True)}

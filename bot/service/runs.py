@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from bot.domain import DeploymentRecord, Kind, State
+from bot.engine import slots
 from bot.engine.events import Event, RollbackStarted
 from bot.engine.plan import Plan
 from bot.executors import Busy
@@ -140,6 +141,10 @@ class Runs(UseCases):
     def plan_for(self, dep: DeploymentRecord) -> Plan:
         if dep.kind is Kind.ROLLBACK:
             env = self.config.environments[dep.environment]
+            hosts = tuple(self.hosts(env, dep.requested_by, dep.version))
+            # blue-green: slots still running the release (kept warm) make the rollback only a flip
+            blue_green = slots.is_blue_green(env) and not dep.restore_db
+            warm = slots.warm(env, hosts, dep.version, self.ctx.pool) if blue_green else None
             return Plan(
                 dep.id,
                 self.config.app.name,
@@ -147,8 +152,9 @@ class Runs(UseCases):
                 dep.version,
                 Kind.ROLLBACK,
                 restore_db_from=dep.version if dep.restore_db else None,
-                hosts=tuple(self.hosts(env, dep.requested_by, dep.version)),
-                shared_env=self.shared_env(env),
+                hosts=hosts,
+                shared_env=None if warm else self.shared_env(env),
+                warm_slots=warm,
             )
         return self.plan_deploy(dep.environment, dep.version, dep.requested_by, deployment_id=dep.id)
 

@@ -80,15 +80,16 @@ class TrafficConfig(Strict):
 
 class SlotProxy(Strict):
     """blue-green: the reverse proxy on each host (nginx), in front of the app's two slots. deploybot owns
-    `config`, a file holding one upstream block naming the live slot's port; the host's nginx configuration
-    includes it (`include <config>;` in `http {}`, and `proxy_pass http://<upstream>;`)."""
+    `config`, a snippet that sets `$<variable>` to the live slot's address by a marker file a flip creates or
+    removes (no reload); the app's nginx `server {}` includes it and proxies to it: `include <config>;` and
+    `proxy_pass http://$<variable>;`. nginx is tested and reloaded only when the snippet itself changes."""
 
     port: int = Field(ge=1, le=65535)  # where the proxy listens on the host: the health URL's {port} outside a slot
-    config: str = Field(pattern=r"^/[A-Za-z0-9_./-]+$")  # the upstream file deploybot rewrites at each flip
-    upstream: str = Field(default="deploybot_live", pattern=r"^[A-Za-z0-9_]+$")
-    test: str = Field(min_length=1)  # e.g. `sudo nginx -t`: a refused file is put back and nothing flips
+    config: str = Field(pattern=r"^/[A-Za-z0-9_./-]+$")  # the snippet deploybot writes (at the first flip)
+    variable: str = Field(default="deploybot_live", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    test: str = Field(min_length=1)  # e.g. `sudo nginx -t`: a refused snippet is put back and nothing flips
     reload: str = Field(min_length=1)  # e.g. `sudo nginx -s reload`: graceful, old workers finish their requests
-    pid_file: str = "/run/nginx.pid"  # the flip waits until the workers from before the reload take no requests
+    pid_file: str = "/run/nginx.pid"  # after a reload, the flip waits until the workers from before take no requests
     reload_timeout: float = Field(default=10.0, gt=0, le=300)
 
 
