@@ -20,6 +20,7 @@ Run as root (network namespaces):  python benchmarks/bench_zero_downtime.py [--h
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import sys
 import tempfile
@@ -93,42 +94,70 @@ def unexpected(answers: list[Answer], windows: list[Window]) -> int:
     return count
 
 
-class SteadyLoad:
+class _Load:
     """About `rate` GETs a second from a few threads, plus one slow request every half second; bounded in time."""
 
-    def __init__(self, url: str, rate: int, max_seconds: float = 900):
+    def __init__(self, url: str, rate: int, max_seconds: float, sent, stop):
         self.url, self.rate, self.deadline = url, rate, time.monotonic() + max_seconds
+        self.sent, self.stop = sent, stop
         self.answers: list[Answer] = []
-        self._lock, self._stop = threading.Lock(), threading.Event()
-        self._threads = [threading.Thread(target=self._fast, args=(i,), daemon=True) for i in range(8)]
-        self._threads.append(threading.Thread(target=self._slow, daemon=True))
+        self._lock = threading.Lock()
 
     def _keep(self, answer: Answer) -> None:
         with self._lock:
             self.answers.append(answer)
+            self.sent.value = len(self.answers)
 
     def _fast(self, index: int) -> None:
         every = 8 / self.rate
         nxt = time.monotonic() + index * every / 8
-        while not self._stop.is_set() and time.monotonic() < self.deadline:
+        while not self.stop.is_set() and time.monotonic() < self.deadline:
             self._keep(fetch(self.url + "/"))
             nxt += every
-            self._stop.wait(max(0.0, nxt - time.monotonic()))
+            self.stop.wait(max(0.0, nxt - time.monotonic()))
 
     def _slow(self) -> None:
-        while not self._stop.wait(0.5) and time.monotonic() < self.deadline:
+        while not self.stop.wait(0.5) and time.monotonic() < self.deadline:
             threading.Thread(target=lambda: self._keep(fetch(self.url + "/slow?seconds=2")), daemon=True).start()
 
-    def __enter__(self) -> SteadyLoad:
-        for t in self._threads:
+    def run(self, results) -> None:
+        threads = [threading.Thread(target=self._fast, args=(i,), daemon=True) for i in range(8)]
+        threads.append(threading.Thread(target=self._slow, daemon=True))
+        for t in threads:
             t.start()
+        self.stop.wait(self.deadline - time.monotonic())
+        for t in threads:
+            t.join(timeout=15)
+        time.sleep(2.5)  # the last slow requests finish
+        with self._lock:
+            results.send([tuple(vars(a).values()) for a in self.answers])
+
+
+class SteadyLoad:
+    """The users: _Load in a process of its own, so that its threads never wait for the bot's interpreter (nor
+    the bot for theirs). Answers carry time.monotonic(), one clock for both processes."""
+
+    def __init__(self, url: str, rate: int, max_seconds: float = 900):
+        ctx = multiprocessing.get_context("fork")
+        self._sent, self._stop = ctx.Value("i", 0), ctx.Event()
+        self._results, results = ctx.Pipe(duplex=False)
+        load = _Load(url, rate, max_seconds, self._sent, self._stop)
+        self._process = ctx.Process(target=load.run, args=(results,), daemon=True)
+        self.answers: list[Answer] = []
+
+    @property
+    def sent(self) -> int:
+        """Answers so far (the loop below runs until enough)."""
+        return self._sent.value
+
+    def __enter__(self) -> SteadyLoad:
+        self._process.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        for t in self._threads:
-            t.join(timeout=15)
-        time.sleep(2.5)  # the last slow requests finish
+        self.answers = [Answer(*a) for a in self._results.recv()]
+        self._process.join(timeout=30)
 
 
 def config(work: Path, lab: HostLab, hosts, artifacts: Path, strategy: str, lb) -> Path:
@@ -188,7 +217,7 @@ def measure(
         assert svc.deploy("prod", "v1.0.0", "bench").state is State.SUCCEEDED
         time.sleep(1.5)  # the balancer's checks see every host up
         with SteadyLoad(lb.url, rate) as load:
-            while len(deploys) < cycles or len(load.answers) < min_requests:
+            while len(deploys) < cycles or load.sent < min_requests:
                 for target, kind in (("v1.1.0", "deploy"), ("v1.0.0", "rollback")):
                     t0 = time.monotonic()
                     if kind == "deploy":

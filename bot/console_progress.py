@@ -201,6 +201,7 @@ def status_lines(statuses: list[EnvironmentStatus]) -> Iterator[str]:
             answer = f"answers {h.answering}" if h.answering else "no health answer"
             yield (
                 f"  {h.name:<12} {h.address:<16} current {h.release or '-':<12} {answer}"
+                + (f"  {h.slots_text}" if h.slots else "")
                 + (f"  ({h.error})" if h.error else "")
             )
         if st.lock:
@@ -271,7 +272,14 @@ def status_document(statuses: list[EnvironmentStatus]) -> list[dict]:
             "in_progress": deployment_document(st.in_progress),
             "last": deployment_document(st.last),
             "hosts": [
-                {"name": h.name, "address": h.address, "release": h.release, "answering": h.answering, "error": h.error}
+                {
+                    "name": h.name,
+                    "address": h.address,
+                    "release": h.release,
+                    "answering": h.answering,
+                    "error": h.error,
+                    **({"live_slot": h.live_slot, "slots": h.slots} if h.slots else {}),
+                }
                 for h in st.hosts
             ],
         }

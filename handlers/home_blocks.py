@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from bot.domain import DeploymentRecord, LockRecord
 from bot.service import EnvironmentStatus
 from handlers.blocks import Blocks, button, confirm, context, esc, section, user
+from handlers.status_blocks import host_line
 
 MAX_BLOCKS = 100
 PER_CARD = 5  # section (hosts), section (lock and run), section (last five), actions, divider
@@ -75,7 +76,7 @@ def _card(card: Card) -> Blocks:
             if st.recorded_version
             else "the same version"
         )
-    hosts = [_host(h) for h in st.hosts]
+    hosts = [host_line(h) for h in st.hosts]
     lock = card.lock if card.lock and (card.lock.kind == "manual" or card.running is None) else None
     lock_or_run = [line for line in (_lock(lock), _running(card.running)) if line] or [
         ":unlock: Not locked, nothing running."
@@ -101,13 +102,6 @@ def _card(card: Card) -> Blocks:
         {"type": "actions", "block_id": f"home-{card.env}"[:255], "elements": controls},
         {"type": "divider"},
     ]
-
-
-def _host(h) -> str:
-    answer = f"answers {esc(h.answering, 100)}" if h.answering else "no health answer"
-    return f"• `{esc(h.name, 100)}` current {esc(h.release or '-', 100)}, {answer}" + (
-        f" ({esc(h.error, 200)})" if h.error else ""
-    )
 
 
 def _lock(lock: LockRecord | None) -> str:

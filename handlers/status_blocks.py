@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bot.domain import DeploymentRecord
-from bot.service import EnvironmentStatus
+from bot.service import EnvironmentStatus, HostStatus
 from handlers.block_kit import Blocks, duration, esc, section, user
 
 
@@ -20,12 +20,7 @@ def status_blocks(statuses: list[EnvironmentStatus]) -> tuple[str, Blocks]:
 def _status_text(st: EnvironmentStatus) -> str:
     drift = " :warning: *drift*" if st.drift else ""
     lines = [f"*{esc(st.environment)}*: {esc(st.recorded_version or 'nothing deployed yet')}{drift}"]
-    for h in st.hosts:
-        answer = f"answers {esc(h.answering)}" if h.answering else "no health answer"
-        lines.append(
-            f"• `{esc(h.name)}` current {esc(h.release or '-')}, {answer}"
-            + (f" ({esc(h.error, 200)})" if h.error else "")
-        )
+    lines += [host_line(h) for h in st.hosts]
     if st.in_progress:
         d = st.in_progress
         stage = esc(d.meta.get("stage", "-"))
@@ -42,6 +37,16 @@ def _status_text(st: EnvironmentStatus) -> str:
     if st.lock:
         lines.append(f":lock: locked by {user(st.lock.holder)}: {esc(st.lock.reason, 300)}")
     return "\n".join(lines)
+
+
+def host_line(h: HostStatus) -> str:
+    """One host as `/deploy status` and App Home show it: its release, what it answers, its slots, its error."""
+    answer = f"answers {esc(h.answering, 100)}" if h.answering else "no health answer"
+    return (
+        f"• `{esc(h.name, 100)}` current {esc(h.release or '-', 100)}, {answer}"
+        + (f", {esc(h.slots_text, 200)}" if h.slots else "")
+        + (f" ({esc(h.error, 200)})" if h.error else "")
+    )
 
 
 def _when(at: datetime) -> str:

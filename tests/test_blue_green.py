@@ -197,6 +197,9 @@ def test_keep_old_slot_keeps_it_warm_and_a_rollback_is_a_flip_without_restart(ho
     ran = {h.name: h.commands()[before[h.name] :] for h in two}
     assert all(len(cmds) == 1 and "green.live" in cmds[0] for cmds in ran.values()), ran
     assert "stages: flip\n" in res.stdout
+    # status says which slot is live and what the other still runs (a rollback to it would be a flip)
+    status = cli("status", "prod", config=config)
+    assert status.stdout.count("slots: green v1.0.0 (live), blue v1.1.0 (warm)") == 2, status.stdout
     with Store(f"sqlite:///{db_path}") as store:
         rollback = store.list_deployments("prod", limit=1)[0]
         rows = [(s.stage, s.host, s.ok) for s in store.stages(rollback.id)]
@@ -310,6 +313,13 @@ def test_blue_green_from_slack(world, hosts, approver):
         final = wait_final(bot, req.params["_ts"])
         assert "Succeeded* in" in final.text and "flip" in final.text and "retire" in final.text, final.text
     assert [through_proxy(h) for h in two] == ["v1.1.0"] * 2 and [live_slot(h) for h in two] == ["blue"] * 2
+    # /deploy status: the live slot first, the old one stopped after the window (its release still linked)
+    mark = bot.fake.mark()
+    bot.slack.command("/deploy", "status prod", "U0DEV")
+    answer = bot.fake.wait_for(lambda: bot.fake.of("response_url", since=mark))[0]
+    for h in two:
+        line = f"`{h.name}` current v1.1.0, answers v1.1.0, slots: blue v1.1.0 (live), green v1.0.0 (stopped)"
+        assert line in answer.text, answer.text
 
 
 # ---- the configuration: refused with its reason before anything connects (no root needed) ------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from bot.config import Host
 from bot.domain import ApprovalRecord, AuditRecord, DeploymentRecord, LockRecord, StageRecord, State
@@ -17,6 +17,20 @@ class HostStatus:
     release: str | None  # what `current` points at, read live
     answering: str | None  # the version the health URL reports
     error: str = ""
+    live_slot: str | None = None  # blue-green: the slot the host's nginx sends requests to
+    slots: dict[str, str | None] = field(default_factory=dict)  # blue-green: each slot's release
+    warm: tuple[str, ...] = ()  # blue-green: other slots answering healthy on their release (a rollback flips)
+
+    @property
+    def slots_text(self) -> str:
+        """'slots: green v1.1.0 (live), blue v1.0.0 (warm)' for a blue-green host; '' otherwise."""
+        if not self.slots:
+            return ""
+        said = []
+        for slot in sorted(self.slots, key=lambda s: s != self.live_slot):
+            how = "live" if slot == self.live_slot else "warm" if slot in self.warm else "stopped"
+            said.append(f"{slot} {self.slots[slot]} ({how})" if self.slots[slot] else f"{slot} empty")
+        return "slots: " + ", ".join(said)
 
 
 @dataclass(frozen=True)
@@ -55,25 +69,46 @@ class DeploymentLog:
 
 class Environments(UseCases):
     def live_hosts(self, env_name: str) -> list[HostStatus]:
-        from bot.engine import commands
+        from bot.engine import commands, slots
         from bot.targets.pool import on_hosts
 
         env = self.config.environments[env_name]
+        blue_green = slots.is_blue_green(env)
 
         def read(host: Host) -> HostStatus:
-            res = self.ctx.pool.get(env, host).run(
-                commands.read_current(env.host_path(host), timeout=env.ssh.connect_timeout + 10)
+            path = env.host_path(host)
+            timeout = env.ssh.connect_timeout + 10
+            command = commands.read_current(path, timeout)
+            if blue_green:  # the same answer, with which slot is live and what each holds
+                command = replace(slots.read(env, path), op=command.op, timeout=timeout)
+            res = self.ctx.pool.get(env, host).run(command)
+            ask = min(2.0, env.health.timeout)
+            answer = self.ctx.pool.probe(env.health_url(host), env.health, None, timeout=ask)
+            seen = slots.HostSlots()
+            if res.ok:
+                seen.read(res.stdout)
+            warm = tuple(
+                slot
+                for slot, release in seen.links.items()
+                if release and slot != seen.live and self._answers(env, host, env.strategy.slots[slot], release)
             )
-            answer = self.ctx.pool.probe(env.health_url(host), env.health, None, timeout=min(2.0, env.health.timeout))
             return HostStatus(
                 host.name,
                 host.address,
                 commands.parse_current(res.stdout) if res.ok else None,
                 answer.version,
                 "" if res.ok else redact(res.describe()),
+                seen.live,
+                seen.links,
+                warm,
             )
 
         return on_hosts(self.hosts(env), read, env.ssh.parallel)
+
+    def _answers(self, env, host: Host, port: int, release: str) -> bool:
+        """Whether a slot's own health URL answers healthy on `release` now."""
+        timeout = min(1.0, env.health.timeout)
+        return self.ctx.pool.probe(env.health_url(host, port), env.health, release, timeout=timeout).ok
 
     def status(self, env_name: str | None = None) -> list[EnvironmentStatus]:
         names = [env_name] if env_name else list(self.config.environments)
