@@ -240,6 +240,27 @@ def test_a_snippet_nginx_refuses_is_put_back_and_nothing_flips(hosts, make_confi
     assert through_proxy(one[0]) == "v1.0.0" and one[0].current() == "v1.0.0"
 
 
+def test_a_flip_nginx_does_not_follow_fails_and_flips_back(hosts, make_config, service):
+    """nginx proxying to a fixed port ignores the marker: the check through it after the flip catches that."""
+    one = hosts[:1]
+    overrides = blue_green(one, verify_seconds=0)
+    overrides["health"]["timeout"] = 2  # how long users get to reach the new release through nginx
+    svc = service(make_config(hosts=one, **overrides))
+    assert svc.deploy("prod", "v1.0.0", "cli:test").state is State.SUCCEEDED  # on green, port 8002
+    conf = one[0].home / "bg" / "nginx.conf"
+    conf.write_text(conf.read_text().replace("http://$deploybot_live", "http://127.0.0.1:8002"))
+    assert one[0].run(overrides["strategy"]["proxy"]["reload"]).returncode == 0
+    assert when(lambda: live_port(one[0]) == "8002")
+
+    outcome = svc.deploy("prod", "v1.1.0", "cli:test")
+    assert outcome.state is State.ROLLED_BACK and outcome.failed_stage == "flip", outcome
+    assert "not healthy after 2s" in outcome.error and "v1.0.0" in outcome.error, outcome.error
+    # flipped back: the marker names green again, which nginx serves all along
+    assert live_slot(one[0]) == "green" and through_proxy(one[0]) == "v1.0.0" and one[0].current() == "v1.0.0"
+    reverts = [s for s in svc.store.stages(outcome.id) if s.stage == "revert"]
+    assert [s.ok for s in reverts] == [True]
+
+
 def test_a_failure_in_the_window_flips_back_without_restarting_the_old_slot(hosts, make_config, service):
     two = hosts[:2]
     config = make_config(hosts=two, **blue_green(two, verify_seconds=0.3))
@@ -250,8 +271,9 @@ def test_a_failure_in_the_window_flips_back_without_restarting_the_old_slot(host
     svc = service(config)
     green = [slot_pid(h, "green") for h in two]
 
-    def break_the_new_slot():  # once h1 serves blue, its new process dies: the window must fail
+    def break_the_new_slot():  # once h1 serves blue and the flip's check passed, the new process dies in the window
         if when(lambda: live_slot(two[0]) == "blue"):
+            time.sleep(1.0)
             two[0].run(f"kill -9 {slot_pid(two[0], 'blue')}")
 
     killer = threading.Thread(target=break_the_new_slot)

@@ -28,7 +28,9 @@ if TYPE_CHECKING:
     from bot.engine.plan import Plan
 
 GATE_COMMAND = "gate_command"  # the op of `gates.command` on a host: run by the target, watched here
-OPS = (Stage.HEALTH, Stage.VERIFY, Stage.CANARY, GATE_COMMAND)  # what Windows.execute answers for the pipeline
+THROUGH_PROXY = "through_proxy"  # blue-green, after a flip: what users reach (the host's nginx) answers it
+# what Windows.execute answers for the pipeline
+OPS = (Stage.HEALTH, Stage.VERIFY, Stage.CANARY, GATE_COMMAND, THROUGH_PROXY)
 FAIL_AFTER_ERRORS = 3  # readings in a row the balancer does not answer before its gate counts as tripped
 WINDOW_WORDS = {Stage.VERIFY: "the verification window", Stage.CANARY: "the canary window"}
 
@@ -202,8 +204,8 @@ class Windows:
                 return res
             self._trip(Verdict(False, f"gate command failed on {host.name}: {res.describe()}", "command"))
             return replace(res, stderr=f"gates.command failed: {res.stderr}".strip(), error=res.error)
-        if command.op is Stage.HEALTH:
-            url = self.env.health_url(host, self.p.hosts[host.name].slots.port_for(command.op))  # blue-green: the slot
+        if command.op in (Stage.HEALTH, THROUGH_PROXY):  # blue-green's health asks the slot, THROUGH_PROXY nginx
+            url = self.env.health_url(host, self.p.hosts[host.name].slots.port_for(command.op))
             seen = health.wait_healthy(url, self.env.health, command.version, self.p.pool.probe)
             verdict = Verdict(seen.ok, seen.detail)
         else:

@@ -134,12 +134,17 @@ class Pipeline:
             if stage is Stage.SWITCH and slots.is_blue_green(self.env):
                 state.slots.target = slots.prepare(self.env, host, state.slots, release, self.pool)
             res: Result | None = None
+            said = []  # every command's output, for the stage's record
             known = {"current": state.previous, "version": version, "stamp": self.stamp, "host_slots": state.slots}
             for command in flow.commands_for(stage, self.plan, host, **known):
                 res = self._execute(host, command)
                 if not res.ok:
                     return res
+                if command.op is Stage.FLIP and version is None and self.plan.kind is Kind.DEPLOY:
+                    state.switched = True  # the marker moved: should the check through nginx fail, flip it back
+                said += [res.stdout.rstrip("\n")] if res.stdout.strip() else []
             assert res is not None
+            res = replace(res, stdout="\n".join(said)) if len(said) > 1 else res
             state.slots.ran(stage, release)
             if stage is Stage.PREFLIGHT:
                 state.previous = commands.parse_current(res.stdout)

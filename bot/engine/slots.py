@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from bot.config import Environment, Host
 from bot.domain import Stage
-from bot.engine import commands
+from bot.engine import commands, gates
 from bot.targets.base import Command
 
 if TYPE_CHECKING:
@@ -154,8 +154,10 @@ def commands_for(stage: Stage, plan: Plan, host: Host, seen: HostSlots | None, v
                 version,
             )
         ]
-    if stage is Stage.FLIP:
-        return [flip(env, path, target, version)]
+    if stage is Stage.FLIP:  # then ask through nginx: a proxy that ignores the marker must not pass unseen
+        url = env.health_url(host)
+        said = f"GET {url} until it answers version {version} (through the host's nginx: what users reach)"
+        return [flip(env, path, target, version), Command(gates.THROUGH_PROXY, said, version)]
     if target.warm:
         said = "nothing to switch" if stage is Stage.SWITCH else "no restart"
         return [Command(NOTE, f"slot {target.slot} already runs {version} and answers healthy: {said}", version)]
